@@ -1,0 +1,7 @@
+"""``python -m gemmperf``."""
+
+import sys
+
+from gemmperf.cli import main
+
+sys.exit(main())

@@ -1,0 +1,59 @@
+"""The ``gemmperf`` command line: one module per subcommand group, each a thin call into the library.
+
+Every module in :data:`COMMAND_MODULES` has ``register(subparsers)``, which adds its subcommand(s)
+and sets ``func`` to a function taking the parsed arguments and returning an exit code.
+Errors the user can fix (:class:`~gemmperf.errors.GemmperfError`) print one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from gemmperf.errors import GemmperfError
+
+# Subcommand modules, in the order `gemmperf --help` lists them.
+COMMAND_MODULES = (
+    "gemmperf.cli.demo",
+    "gemmperf.cli.gpus",
+    "gemmperf.cli.roofline",
+    "gemmperf.cli.importers",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gemmperf",
+        description="Measure, model and predict GEMM runtime, power and energy on NVIDIA GPUs.",
+    )
+    from gemmperf import __version__
+
+    parser.add_argument("--version", action="version", version=f"gemmperf {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except GemmperfError as exc:
+        print(f"gemmperf: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("gemmperf: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. `gemmperf gpus | head`
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

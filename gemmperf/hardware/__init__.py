@@ -1,0 +1,1 @@
+"""GPU hardware: the spec database and the occupancy calculator."""

@@ -1,0 +1,320 @@
+"""One record schema for every source, an append-only JSONL writer, and readers.
+
+A record is one row per (problem, kernel config, device, run). Units are in the column names and
+values are SI (``runtime_s``, ``power_w``, ``energy_j``). Failures are rows too: ``status`` is one
+of :data:`STATUSES` and ``reason`` says why. Family-specific tunables live in ``params`` (a mapping;
+in a DataFrame, a JSON string with sorted keys so that it round-trips through CSV and Parquet).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import warnings
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from gemmperf.errors import DataFormatError
+
+SCHEMA_VERSION = 1
+
+STATUSES = ("ok", "invalid", "compile_error", "launch_error", "wrong_result", "timeout")
+
+
+@dataclass(frozen=True)
+class Record:
+    """One measurement (or one failure to measure). All fields but ``source`` are optional."""
+
+    source: str
+    status: str = "ok"
+    reason: str | None = None
+    schema_version: int = SCHEMA_VERSION
+    timestamp: str | None = None
+    # problem
+    m: int | None = None
+    n: int | None = None
+    k: int | None = None
+    batch: int = 1
+    dtype: str | None = None
+    acc_dtype: str | None = None
+    out_dtype: str | None = None
+    layout: str | None = None
+    # kernel configuration
+    family: str | None = None
+    kernel_name: str | None = None
+    tile_m: int | None = None
+    tile_n: int | None = None
+    tile_k: int | None = None
+    threads_per_block: int | None = None
+    stages: int | None = None
+    split_k: int | None = None
+    regs_per_thread: int | None = None
+    smem_bytes_per_block: int | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+    # device identity and state
+    gpu: str | None = None                # canonical GpuSpec key, when known
+    device_name: str | None = None        # as the source names it (NVML name, cache device_name)
+    compute_capability: str | None = None  # "8.6"
+    driver_version: str | None = None
+    sm_clock_mhz: float | None = None
+    mem_clock_mhz: float | None = None
+    power_limit_w: float | None = None
+    temperature_c: float | None = None
+    throttle_reasons: str | None = None
+    # measurement
+    runtime_s: float | None = None        # median over repeats
+    runtime_iqr_s: float | None = None
+    runtime_min_s: float | None = None
+    runtime_std_s: float | None = None
+    repeats: int | None = None
+    window_s: float | None = None         # length of the timed window
+    l2_flush: bool | None = None
+    power_w: float | None = None          # mean board power while the kernel ran
+    energy_j: float | None = None         # energy per GEMM call
+    idle_power_w: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (``params`` stays a mapping)."""
+        out = asdict(self)
+        out["params"] = dict(self.params)
+        if out["timestamp"] is None:
+            out["timestamp"] = utc_now()
+        return out
+
+
+COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(Record))
+PROBLEM_COLUMNS = ("m", "n", "k", "batch", "dtype", "acc_dtype", "out_dtype", "layout")
+CONFIG_COLUMNS = (
+    "family", "kernel_name", "tile_m", "tile_n", "tile_k", "threads_per_block", "stages",
+    "split_k", "regs_per_thread", "smem_bytes_per_block", "params",
+)
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def params_json(params: Mapping[str, Any] | str | None) -> str:
+    """Canonical JSON text of a params mapping (sorted keys, compact)."""
+    if params is None or (isinstance(params, float) and math.isnan(params)):
+        return "{}"
+    if isinstance(params, str):
+        params = json.loads(params) if params else {}
+    return json.dumps(dict(params), sort_keys=True, separators=(",", ":"), default=_json_default)
+
+
+def _json_default(value: Any) -> Any:
+    # numpy scalars and similar
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {value!r}")
+
+
+def normalize_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Return ``frame`` with every schema column present, in schema order, params as JSON text.
+
+    Extra columns a source carries are kept after the schema columns.
+    """
+    out = frame.copy()
+    for name in COLUMNS:
+        if name not in out.columns:
+            out[name] = None
+    out["params"] = [params_json(p) for p in out["params"]]
+    if out["schema_version"].isna().any():
+        out["schema_version"] = out["schema_version"].fillna(SCHEMA_VERSION)
+    out["batch"] = out["batch"].fillna(1)
+    extra = [c for c in out.columns if c not in COLUMNS]
+    return out[list(COLUMNS) + extra]
+
+
+def params_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """The ``params`` column expanded to one column per tunable (NaN where a row lacks one)."""
+    parsed = [json.loads(p) if isinstance(p, str) else dict(p or {}) for p in frame["params"]]
+    return pd.DataFrame(parsed, index=frame.index)
+
+
+class RecordWriter:
+    """Append-only JSONL writer: one record per line, flushed as soon as it is written.
+
+    A process killed at any moment leaves at most one torn last line; opening the file again
+    trims that torn tail (with a warning) before appending, so the file stays valid JSONL.
+    ``fsync=True`` also survives power loss, at the cost of a disk sync per record.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, fsync: bool = False) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        _trim_torn_tail(self.path)
+        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self._fsync = fsync
+        self.written = 0
+
+    def write(self, record: Record | Mapping[str, Any]) -> None:
+        row = record.to_dict() if isinstance(record, Record) else dict(record)
+        row.setdefault("schema_version", SCHEMA_VERSION)
+        line = json.dumps(row, separators=(",", ":"), default=_json_default, allow_nan=False)
+        self._file.write(line + "\n")
+        self._file.flush()
+        if self._fsync:
+            os.fsync(self._file.fileno())
+        self.written += 1
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+
+    def __enter__(self) -> RecordWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _trim_torn_tail(path: Path) -> None:
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    with open(path, "rb+") as f:
+        f.seek(-1, os.SEEK_END)
+        if f.read(1) == b"\n":
+            return
+        data_end = f.seek(0, os.SEEK_END)
+        # Walk back to the last newline; everything after it is a torn record.
+        pos = data_end
+        chunk = 4096
+        while pos > 0:
+            start = max(0, pos - chunk)
+            f.seek(start)
+            block = f.read(pos - start)
+            idx = block.rfind(b"\n")
+            if idx >= 0:
+                keep = start + idx + 1
+                break
+            pos = start
+        else:
+            keep = 0
+        warnings.warn(
+            f"{path}: dropped a torn last record ({data_end - keep} bytes) left by an interrupted "
+            "writer",
+            stacklevel=3,
+        )
+        f.truncate(keep)
+
+
+def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
+    """Yield the records of a JSONL file.
+
+    A torn last line (a crash mid-write) is skipped with a warning; a malformed line anywhere
+    else is a :class:`DataFormatError` naming the file and line.
+    """
+    path = Path(path)
+    with open(path, encoding="utf-8") as f:
+        lines = f.readlines()
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            if number == len(lines) and not line.endswith("\n"):
+                warnings.warn(
+                    f"{path}: skipped a torn last line {number} (interrupted writer)",
+                    stacklevel=2,
+                )
+                return
+            raise DataFormatError(f"{path}:{number}: not a JSON record ({exc.msg})") from exc
+        if not isinstance(row, dict):
+            raise DataFormatError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
+        yield row
+
+
+def read_records(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> pd.DataFrame:
+    """Read records from JSONL, Parquet or CSV files (by extension) into one DataFrame.
+
+    A folder stands for every ``*.jsonl``, ``*.parquet`` and ``*.csv`` file inside it.
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    frames = []
+    for path in _expand(paths):
+        frames.append(_read_one(path))
+    if not frames:
+        return normalize_frame(pd.DataFrame(columns=list(COLUMNS)))
+    return normalize_frame(pd.concat(frames, ignore_index=True))
+
+
+def _expand(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            for ext in ("*.jsonl", "*.parquet", "*.csv"):
+                yield from sorted(path.glob(ext))
+        elif not path.exists():
+            raise DataFormatError(f"{path}: no such file")
+        else:
+            yield path
+
+
+def _read_one(path: Path) -> pd.DataFrame:
+    suffix = "".join(path.suffixes[-2:]) if path.suffix == ".gz" else path.suffix
+    try:
+        if suffix in (".jsonl", ".jsonl.gz"):
+            return pd.DataFrame(list(iter_jsonl(path)))
+        if suffix == ".parquet":
+            return pd.read_parquet(path)
+        if suffix in (".csv", ".csv.gz"):
+            return pd.read_csv(path)
+    except DataFormatError:
+        raise
+    except Exception as exc:  # pandas/pyarrow raise many types; name the file
+        raise DataFormatError(f"{path}: cannot read as {suffix} ({exc})") from exc
+    raise DataFormatError(f"{path}: unknown record format {suffix!r} (use .jsonl, .parquet, .csv)")
+
+
+def write_frame(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
+    """Write a records DataFrame to ``path`` in the format its extension names.
+
+    Writes to a temporary file and renames it into place, so a failure never leaves a partial
+    file that looks complete.
+    """
+    path = Path(path)
+    frame = normalize_frame(frame)
+    tmp = path.with_name(path.name + ".partial")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = path.suffix
+    try:
+        if suffix == ".parquet":
+            frame.to_parquet(tmp, index=False)
+        elif suffix == ".csv":
+            frame.to_csv(tmp, index=False)
+        elif suffix == ".jsonl":
+            with open(tmp, "w", encoding="utf-8") as f:
+                for row in frame.to_dict(orient="records"):
+                    row["params"] = json.loads(row["params"])
+                    clean = {k: (None if _is_missing(v) else v) for k, v in row.items()}
+                    f.write(json.dumps(clean, default=_json_default) + "\n")
+        else:
+            raise DataFormatError(
+                f"{path}: unknown output format {suffix!r} (use .parquet, .jsonl or .csv)"
+            )
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def _is_missing(value: Any) -> bool:
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
