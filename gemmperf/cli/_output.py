@@ -39,7 +39,10 @@ def print_table(
         table.add_column(name)
     for row in rows:
         table.add_row(*(format_cell(v) for v in row))
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal:  # piped or captured: do not squeeze into 80 columns
+        console = Console(width=max(console.width, 200))
+    console.print(table)
 
 
 def format_cell(value: Any) -> str:

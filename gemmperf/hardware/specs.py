@@ -1,12 +1,32 @@
 """GpuSpec: one NVIDIA GPU's published numbers, loaded from ``data/gpus.json``.
 
-Hardware numbers are data with a source per entry, never literals in code.
+Hardware numbers are data with a source per entry, never literals in code. The file stores human
+units in unit-suffixed keys; :mod:`gemmperf.hardware._spec_file` validates every entry and converts
+it to SI. Lookup (:func:`get_gpu`) accepts a key, alias, marketing or NVML device name, ignoring
+case, punctuation and a leading "NVIDIA"/"GeForce"/"Tesla".
 """
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import functools
+import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from gemmperf._paths import data_dir
+from gemmperf.errors import DataFormatError, UnknownGpuError
+from gemmperf.hardware._spec_file import PEAK_KEYS, parse_entry
+
+__all__ = [
+    "PEAK_KEYS", "GpuDatabase", "GpuSpec", "all_gpus", "closest_gpus", "find_gpu", "get_gpu",
+    "load_gpu_database", "normalize_name",
+]
+_NAME_PREFIXES = ("nvidia", "geforce", "tesla")  # brand words NVML names may or may not carry
 
 
 @dataclass(frozen=True)
@@ -14,9 +34,10 @@ class GpuSpec:
     """Published specification of one GPU SKU, in SI units.
 
     ``peak_flops`` maps a math key to dense (no sparsity) peak throughput in FLOP/s (OP/s for
-    int8) at the boost clock: ``fp64``, ``fp32`` (SIMT FMA), ``tf32``, ``fp16`` and ``bf16``
-    (tensor cores, fp32 accumulate), ``fp16_acc16`` (tensor, fp16 accumulate; only where it
-    differs), ``fp8``, ``int8``. A key is absent where the GPU has no such math path.
+    int8) at the boost clock: ``fp64`` (FP64 tensor-core rate where it exists), ``fp32`` (SIMT FMA),
+    ``tf32``, ``fp16`` and ``bf16`` (tensor cores, fp32 accumulate), ``fp16_acc16`` (tensor, fp16
+    accumulate; only where it differs), ``fp8`` (fp32 accumulate), ``int8``. A key is absent where
+    the GPU has no such math path.
     """
 
     key: str                       # canonical id, e.g. "h100-sxm"
@@ -24,7 +45,7 @@ class GpuSpec:
     architecture: str              # "Maxwell" ... "Blackwell"
     compute_capability: tuple[int, int]
     sm_count: int
-    base_clock_mhz: float
+    base_clock_mhz: float | None   # None where NVIDIA publishes no base clock
     boost_clock_mhz: float
     peak_flops: Mapping[str, float]
     mem_bandwidth_bytes_s: float
@@ -44,6 +65,13 @@ class GpuSpec:
     sources: tuple[str, ...] = ()
     notes: str = ""
     extra: Mapping[str, float] = field(default_factory=dict)
+    chip: str = ""                 # e.g. "GH100"
+    memory_type: str = ""          # e.g. "HBM3"
+    interconnect: str = ""         # what interconnect_bytes_s measures, e.g. "NVLink 4 (18 links)"
+    pcie_bytes_s: float | None = None           # host link, one direction
+
+    def __hash__(self) -> int:  # keys are unique; the Mapping fields would make the default fail
+        return hash(self.key)
 
     @property
     def sm_arch(self) -> str:
@@ -64,3 +92,104 @@ class GpuSpec:
         raise KeyError(
             f"{self.name} has no {math_key} math path (has: {', '.join(sorted(self.peak_flops))})"
         )
+
+    def as_dict(self) -> dict[str, Any]:
+        """All fields (SI units) plus ``sm_arch``, as plain JSON-ready values."""
+        out = dataclasses.asdict(self)
+        out["compute_capability"] = f"{self.compute_capability[0]}.{self.compute_capability[1]}"
+        out["sm_arch"] = self.sm_arch
+        return out
+
+
+def normalize_name(name: str) -> str:
+    """Lookup form of a GPU name: lower-case alphanumerics without leading vendor/brand words."""
+    text = re.sub(r"[^0-9a-z]", "", str(name).lower())
+    changed = True
+    while changed:
+        changed = False
+        for prefix in _NAME_PREFIXES:
+            if text.startswith(prefix) and len(text) > len(prefix):
+                text, changed = text[len(prefix):], True
+    return text
+
+
+class GpuDatabase(NamedTuple):
+    """The loaded database: specs in file order and the normalized-name -> key index."""
+
+    gpus: tuple[GpuSpec, ...]
+    by_key: Mapping[str, GpuSpec]
+    index: Mapping[str, str]
+
+
+def load_gpu_database(path: Path | str | None = None) -> GpuDatabase:
+    """Read and validate a GPU spec file (default ``data/gpus.json``); uncached."""
+    path = Path(path) if path is not None else data_dir() / "gpus.json"
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DataFormatError(f"cannot read the GPU spec database {path}: {exc}") from exc
+    if not isinstance(doc, Mapping) or not isinstance(doc.get("gpus"), list):
+        raise DataFormatError(f"{path.name}: expected an object with a 'gpus' list")
+    references = doc.get("references", {})
+    if not isinstance(references, Mapping):
+        raise DataFormatError(f"{path.name}: 'references' must map reference ids to citations")
+    gpus = tuple(GpuSpec(**parse_entry(raw, path.name, references)) for raw in doc["gpus"])
+    by_key: dict[str, GpuSpec] = {}
+    index: dict[str, str] = {}
+    for spec in gpus:
+        if spec.key in by_key:
+            raise DataFormatError(f"{path.name}: entry {spec.key!r} appears twice")
+        by_key[spec.key] = spec
+        for name in (spec.key, spec.name, *spec.aliases, *spec.nvml_names):
+            norm = normalize_name(name)
+            owner = index.setdefault(norm, spec.key)
+            if owner != spec.key:
+                raise DataFormatError(
+                    f"{path.name}: entry {spec.key!r}: name {name!r} is ambiguous, it also names "
+                    f"{owner!r} (both normalize to {norm!r})"
+                )
+    return GpuDatabase(gpus, by_key, index)
+
+
+@functools.lru_cache(maxsize=1)
+def _database() -> GpuDatabase:
+    return load_gpu_database()
+
+
+def all_gpus() -> list[GpuSpec]:
+    """Every GPU in the bundled database, in file order (oldest architecture first)."""
+    return list(_database().gpus)
+
+
+def find_gpu(name: str | GpuSpec) -> GpuSpec | None:
+    """The GpuSpec ``name`` refers to (key, alias, marketing or NVML name), or None."""
+    if isinstance(name, GpuSpec):
+        return name
+    db = _database()
+    key = db.index.get(normalize_name(name))
+    return None if key is None else db.by_key[key]
+
+
+def closest_gpus(name: str, n: int = 3, cutoff: float = 0.5) -> list[str]:
+    """Keys of up to ``n`` GPUs whose names are closest to ``name`` (best first).
+
+    Score: the best difflib ratio over a GPU's normalized names, plus 1 when the query is part of
+    one of them ("rtx 4000" -> rtx-4000-ada, "titan x" -> gtx-titan-x); below ``cutoff``: no match.
+    """
+    norm, best = normalize_name(name), {}
+    for alias, key in _database().index.items():
+        score = difflib.SequenceMatcher(None, norm, alias).ratio() + (bool(norm) and norm in alias)
+        best[key] = max(best.get(key, 0.0), score)
+    return [k for k in sorted(best, key=lambda k: -best[k])[:n] if best[k] >= cutoff]
+
+
+def get_gpu(name: str | GpuSpec) -> GpuSpec:
+    """Like :func:`find_gpu`, but raise :class:`UnknownGpuError` naming the closest matches."""
+    spec = find_gpu(name)
+    if spec is None:
+        close = closest_gpus(str(name))
+        hint = f"closest: {', '.join(close)}; " if close else ""
+        raise UnknownGpuError(
+            f"unknown GPU {str(name)!r}; {hint}`gemmperf gpus` lists all {len(_database().gpus)}"
+        )
+    return spec
