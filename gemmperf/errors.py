@@ -18,6 +18,10 @@ class InvalidProblemError(GemmperfError, ValueError):
     """A GEMM problem that cannot exist (non-positive sizes, unknown dtype, ...)."""
 
 
+class InvalidConfigError(GemmperfError, ValueError):
+    """A kernel configuration or launch footprint that cannot exist (negative threads, ...)."""
+
+
 class DataFormatError(GemmperfError, ValueError):
     """An input file that cannot be read as the format it claims to be."""
 

@@ -8,9 +8,12 @@ in a DataFrame, a JSON string with sorted keys so that it round-trips through CS
 
 from __future__ import annotations
 
+import contextlib
+import gzip
 import json
 import math
 import os
+import uuid
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
@@ -68,10 +71,14 @@ class Record:
     temperature_c: float | None = None
     throttle_reasons: str | None = None
     # measurement
-    runtime_s: float | None = None        # median over repeats
+    # runtime_s is the median over repeats; a source that reports only a mean (the CUTLASS
+    # profiler, a Kernel Tuner CSV export) gives the mean here and in runtime_mean_s.
+    runtime_s: float | None = None
     runtime_iqr_s: float | None = None
     runtime_min_s: float | None = None
-    runtime_std_s: float | None = None
+    runtime_max_s: float | None = None
+    runtime_mean_s: float | None = None
+    runtime_std_s: float | None = None    # sample standard deviation (ddof=1) over repeats
     repeats: int | None = None
     window_s: float | None = None         # length of the timed window
     l2_flush: bool | None = None
@@ -104,13 +111,41 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
+# Schema columns that hold text; CSV readers must not turn "8.6" or "535" into numbers.
+TEXT_COLUMNS = (
+    "source", "status", "reason", "timestamp", "dtype", "acc_dtype", "out_dtype", "layout",
+    "family", "kernel_name", "params", "gpu", "device_name", "compute_capability",
+    "driver_version", "throttle_reasons",
+)
+
+
 def params_json(params: Mapping[str, Any] | str | None) -> str:
     """Canonical JSON text of a params mapping (sorted keys, compact)."""
-    if params is None or (isinstance(params, float) and math.isnan(params)):
+    if params is None or (not isinstance(params, (str, Mapping)) and _is_missing(params)):
         return "{}"
     if isinstance(params, str):
-        params = json.loads(params) if params else {}
-    return json.dumps(dict(params), sort_keys=True, separators=(",", ":"), default=_json_default)
+        try:
+            params = json.loads(params) if params else {}
+        except json.JSONDecodeError as exc:
+            raise DataFormatError(f"params is not a JSON object: {params[:80]!r}") from exc
+        if not isinstance(params, dict):
+            raise DataFormatError(f"params is not a JSON object: {params!r}")
+    try:  # fast path: plain JSON values
+        return _PARAMS_ENCODER.encode(params)
+    except (TypeError, ValueError):  # NaN/inf, pandas NA or non-str keys: clean, then dump
+        return _PARAMS_ENCODER.encode({str(k): _json_value(v) for k, v in dict(params).items()})
+
+
+def _json_value(value: Any) -> Any:
+    """``value`` made JSON-safe: numpy scalars unwrapped, NaN/inf and pandas NA become None."""
+    if hasattr(value, "item") and not isinstance(value, (list, dict, str)):
+        with contextlib.suppress(TypeError, ValueError):  # e.g. a multi-element array
+            value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is not None and not isinstance(value, (list, tuple, dict, str)) and _is_missing(value):
+        return None
+    return value
 
 
 def _json_default(value: Any) -> Any:
@@ -118,6 +153,12 @@ def _json_default(value: Any) -> Any:
     if hasattr(value, "item"):
         return value.item()
     raise TypeError(f"not JSON serialisable: {value!r}")
+
+
+# One encoder for every params dump (json.dumps builds a new encoder per call with these options).
+_PARAMS_ENCODER = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), default=_json_default, allow_nan=False
+)
 
 
 def normalize_frame(frame: pd.DataFrame) -> pd.DataFrame:
@@ -160,8 +201,12 @@ class RecordWriter:
         self.written = 0
 
     def write(self, record: Record | Mapping[str, Any]) -> None:
+        """Append one record. NaN and infinite values are written as null (unknown)."""
         row = record.to_dict() if isinstance(record, Record) else dict(record)
         row.setdefault("schema_version", SCHEMA_VERSION)
+        row = {k: _json_value(v) for k, v in row.items()}
+        if isinstance(row.get("params"), Mapping):
+            row["params"] = {str(k): _json_value(v) for k, v in row["params"].items()}
         line = json.dumps(row, separators=(",", ":"), default=_json_default, allow_nan=False)
         self._file.write(line + "\n")
         self._file.flush()
@@ -202,12 +247,26 @@ def _trim_torn_tail(path: Path) -> None:
             pos = start
         else:
             keep = 0
+        f.seek(keep)
+        tail = f.read()
+        if _is_json_object(tail):
+            # The writer got the whole record out but not its newline: keep the record.
+            f.seek(0, os.SEEK_END)
+            f.write(b"\n")
+            return
         warnings.warn(
             f"{path}: dropped a torn last record ({data_end - keep} bytes) left by an interrupted "
             "writer",
             stacklevel=3,
         )
         f.truncate(keep)
+
+
+def _is_json_object(data: bytes) -> bool:
+    try:
+        return isinstance(json.loads(data.decode("utf-8")), dict)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return False
 
 
 def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
@@ -217,8 +276,14 @@ def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
     else is a :class:`DataFormatError` naming the file and line.
     """
     path = Path(path)
-    with open(path, encoding="utf-8") as f:
-        lines = f.readlines()
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        # errors="replace": a torn multi-byte character at the tail must not hide the records
+        # before it (it then fails to parse and is reported as a torn last line).
+        with opener(path, "rt", encoding="utf-8", errors="replace") as f:
+            lines = f.readlines()
+    except (OSError, EOFError) as exc:
+        raise DataFormatError(f"{path}: cannot read ({exc})") from exc
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -233,7 +298,9 @@ def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
                 return
             raise DataFormatError(f"{path}:{number}: not a JSON record ({exc.msg})") from exc
         if not isinstance(row, dict):
-            raise DataFormatError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
+            raise DataFormatError(
+                f"{path}:{number}: expected a JSON object, got {type(row).__name__}"
+            )
         yield row
 
 
@@ -272,7 +339,9 @@ def _read_one(path: Path) -> pd.DataFrame:
         if suffix == ".parquet":
             return pd.read_parquet(path)
         if suffix in (".csv", ".csv.gz"):
-            return pd.read_csv(path)
+            header = pd.read_csv(path, nrows=0).columns
+            text = {c: str for c in TEXT_COLUMNS if c in header}
+            return pd.read_csv(path, dtype=text)
     except DataFormatError:
         raise
     except Exception as exc:  # pandas/pyarrow raise many types; name the file
@@ -287,25 +356,30 @@ def write_frame(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     file that looks complete.
     """
     path = Path(path)
-    frame = normalize_frame(frame)
-    tmp = path.with_name(path.name + ".partial")
-    path.parent.mkdir(parents=True, exist_ok=True)
     suffix = path.suffix
+    if suffix not in (".parquet", ".csv", ".jsonl"):
+        raise DataFormatError(
+            f"{path}: unknown output format {suffix!r} (use .parquet, .jsonl or .csv)"
+        )
+    frame = normalize_frame(frame)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # A unique temporary name in the target folder (same file system, so the rename is atomic;
+    # created by the writer, so it gets the usual permissions); the ".partial" suffix marks what
+    # a killed process leaves behind as incomplete.
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.partial")
     try:
         if suffix == ".parquet":
             frame.to_parquet(tmp, index=False)
         elif suffix == ".csv":
             frame.to_csv(tmp, index=False)
-        elif suffix == ".jsonl":
+        else:
             with open(tmp, "w", encoding="utf-8") as f:
                 for row in frame.to_dict(orient="records"):
                     row["params"] = json.loads(row["params"])
-                    clean = {k: (None if _is_missing(v) else v) for k, v in row.items()}
-                    f.write(json.dumps(clean, default=_json_default) + "\n")
-        else:
-            raise DataFormatError(
-                f"{path}: unknown output format {suffix!r} (use .parquet, .jsonl or .csv)"
-            )
+                    clean = {k: _json_value(v) for k, v in row.items()}
+                    f.write(json.dumps(clean, default=_json_default, allow_nan=False) + "\n")
+        with open(tmp, "rb") as f:  # data on disk before the rename makes it visible
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
         if tmp.exists():
