@@ -6,19 +6,54 @@ collector backends.
 
 from __future__ import annotations
 
-from gemmperf.errors import GemmperfError, InvalidProblemError, UnknownGpuError
+from gemmperf.errors import (
+    DataFormatError,
+    GemmperfError,
+    InvalidConfigError,
+    InvalidProblemError,
+    UnknownGpuError,
+)
+from gemmperf.hardware.occupancy import Occupancy, occupancy, occupancy_arrays
+from gemmperf.hardware.specs import GpuSpec, all_gpus, find_gpu, get_gpu
+from gemmperf.importers import (
+    import_cutlass_profiler,
+    import_kernel_tuner,
+    import_table,
+    load_dataset,
+)
 from gemmperf.problem import GemmProblem, KernelConfig
-from gemmperf.records import Record, read_records
+from gemmperf.records import Record, RecordWriter, read_records, write_frame
+from gemmperf.roofline import RooflineEstimate, roofline, roofline_arrays
+from gemmperf.roofline_frame import roofline_frame
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DataFormatError",
     "GemmProblem",
     "GemmperfError",
+    "GpuSpec",
+    "InvalidConfigError",
     "InvalidProblemError",
     "KernelConfig",
+    "Occupancy",
     "Record",
+    "RecordWriter",
+    "RooflineEstimate",
     "UnknownGpuError",
     "__version__",
+    "all_gpus",
+    "find_gpu",
+    "get_gpu",
+    "import_cutlass_profiler",
+    "import_kernel_tuner",
+    "import_table",
+    "load_dataset",
+    "occupancy",
+    "occupancy_arrays",
     "read_records",
+    "roofline",
+    "roofline_arrays",
+    "roofline_frame",
+    "write_frame",
 ]
