@@ -1,4 +1,4 @@
-"""The ``gemmperf`` command line: one module per subcommand group, each a thin call into the library.
+"""The ``gemmperf`` command line: one module per subcommand group, each a thin library call.
 
 Every module in :data:`COMMAND_MODULES` has ``register(subparsers)``, which adds its subcommand(s)
 and sets ``func`` to a function taking the parsed arguments and returning an exit code.
@@ -20,6 +20,8 @@ COMMAND_MODULES = (
     "gemmperf.cli.gpus",
     "gemmperf.cli.roofline",
     "gemmperf.cli.importers",
+    "gemmperf.cli.collect",
+    "gemmperf.cli.training",
 )
 
 

@@ -1,0 +1,330 @@
+"""The sweep: plan -> skip what is done -> measure -> verify -> append, one record per config.
+
+Durability: records go to an append-only JSONL file through
+:class:`~gemmperf.records.RecordWriter`, one line per config, flushed as it is written. A
+``kill -9`` loses at most the config in flight (a torn last line is trimmed on the next open).
+Resume (on by default) reads every ``*.jsonl`` in the output folder and skips a config whose
+(device name, problem, config key) already has a record, so a resumed sweep writes no
+duplicates. Shards split the plan by a stable hash of (problem, config), the same on every
+machine, so the union of ``--shard 1/n`` ... ``n/n`` is exactly the unsharded sweep.
+
+Failures are records too: ``invalid`` (rejected before launch, with the backend's reason),
+``compile_error``, ``launch_error``, ``timeout`` and ``wrong_result`` (measured, but the output
+did not match the reference; runtime fields are kept, the status marks them). A launch error that
+poisons the CUDA context (``LaunchError(fatal=True)``) stops the sweep after recording it; a
+resumed sweep starts a fresh context and moves past it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gemmperf.collect.backend import CompileError, LaunchError
+from gemmperf.collect.power import PowerReading, PowerSettings, window_launches
+from gemmperf.collect.rig import Rig
+from gemmperf.collect.space import PlanItem, Shard, SweepPlan, record_item_key
+from gemmperf.collect.timing import MeasurementTimeout, Timing, TimingSettings, measure_runtime
+from gemmperf.records import COLUMNS, Record, RecordWriter, utc_now
+
+
+@dataclass(frozen=True)
+class SweepOptions:
+    """How a sweep runs (what it measures is the :class:`~gemmperf.collect.space.SweepPlan`)."""
+
+    out_dir: Path
+    timing: TimingSettings = field(default_factory=TimingSettings)
+    power: PowerSettings | None = field(default_factory=PowerSettings)
+    resume: bool = True
+    max_minutes: float | None = None
+    file_name: str | None = None       # default: records.jsonl, or per-shard name
+    progress: bool = False
+
+
+@dataclass
+class SweepSummary:
+    """What a sweep did; ``stopped`` is complete, time_limit, interrupted or fatal_error."""
+
+    out_file: Path
+    planned: int = 0
+    skipped: int = 0
+    written: int = 0
+    statuses: Counter[str] = field(default_factory=Counter)
+    stopped: str = "complete"
+    message: str | None = None
+    elapsed_s: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "out_file": str(self.out_file),
+            "planned": self.planned,
+            "skipped_done": self.skipped,
+            "written": self.written,
+            "statuses": dict(self.statuses),
+            "stopped": self.stopped,
+            "message": self.message,
+            "elapsed_s": round(self.elapsed_s, 3),
+        }
+
+
+def output_file(out_dir: Path, shard: Shard, *, tag: str = "shard") -> Path:
+    """``records.jsonl``, or ``records.<tag>-<i>-of-<n>.jsonl`` for one shard."""
+    if shard.count == 1:
+        return Path(out_dir) / "records.jsonl"
+    return Path(out_dir) / f"records.{tag}-{shard.index + 1}-of-{shard.count}.jsonl"
+
+
+def done_digest(device_name: str, key: str) -> bytes:
+    """Compact resume key: 16-byte digest of (device name, item key)."""
+    return hashlib.blake2b(f"{device_name}|{key}".encode(), digest_size=16).digest()
+
+
+def load_done(out_dir: Path) -> set[bytes]:
+    """Resume keys of every record in ``out_dir/*.jsonl`` (streamed: memory ~ 100 B/record)."""
+    done: set[bytes] = set()
+    out_dir = Path(out_dir)
+    if not out_dir.is_dir():
+        return done
+    for path in sorted(out_dir.glob("*.jsonl")):
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a torn last line: that config was in flight, so it is not done
+                key = record_item_key(row) if isinstance(row, dict) else None
+                if key is not None:
+                    done.add(done_digest(str(row.get("device_name")), key))
+    return done
+
+
+def _base_row(rig: Rig, item: PlanItem, status: str, reason: str | None) -> dict[str, Any]:
+    problem, config, device = item.problem, item.config, rig.device
+    return {
+        "source": rig.source,
+        "status": status,
+        "reason": reason,
+        "m": problem.m, "n": problem.n, "k": problem.k, "batch": problem.batch,
+        "dtype": problem.dtype, "acc_dtype": problem.acc_dtype,
+        "out_dtype": problem.out_dtype, "layout": problem.layout,
+        "family": config.family,
+        **{name: getattr(config, name) for name in config.COMMON},
+        "params": config.param_dict,
+        "gpu": device.gpu_key,
+        "device_name": device.name,
+        "compute_capability": device.cc_text,
+        "driver_version": device.driver_version,
+        "device_uuid": device.uuid,
+        **rig.fields,
+    }
+
+
+def _timing_fields(timing: Timing, settings: TimingSettings) -> dict[str, Any]:
+    return {
+        "runtime_s": timing.median_s,
+        "runtime_iqr_s": timing.iqr_s,
+        "runtime_min_s": timing.min_s,
+        "runtime_max_s": timing.max_s,
+        "runtime_mean_s": timing.mean_s,
+        "runtime_std_s": timing.std_s,
+        "repeats": timing.repeats,
+        "window_s": timing.window_s,
+        "l2_flush": timing.l2_flush,
+        "launches_per_sample": timing.launches_per_sample,
+        "warmup": settings.warmup,
+        "min_window_s": settings.min_window_s,
+    }
+
+
+def _power_fields(reading: PowerReading, settings: PowerSettings) -> dict[str, Any]:
+    return {
+        "power_w": reading.power_w,
+        "energy_j": reading.energy_j,
+        "idle_power_w": reading.idle_power_w,
+        "power_method": reading.method,
+        "power_note": reading.note,
+        "power_window_s": reading.window_wall_s,
+        "power_samples": reading.samples,
+        "sm_clock_mhz": reading.sm_clock_mhz,
+        "mem_clock_mhz": reading.mem_clock_mhz,
+        "temperature_c": reading.temperature_c,
+        "power_limit_w": reading.power_limit_w,
+        "throttle_reasons": reading.throttle_reasons,
+        "throttled": reading.throttled,
+    }
+
+
+def finish_row(row: dict[str, Any]) -> dict[str, Any]:
+    """Validate the schema fields through :class:`Record`; extra measurement fields follow."""
+    known = {k: v for k, v in row.items() if k in COLUMNS}
+    record = Record(**known)
+    # Record.to_dict() deep-copies through dataclasses.asdict (~0.5 ms); the fields are flat.
+    out = {name: getattr(record, name) for name in COLUMNS}
+    out["params"] = dict(record.params)
+    out["timestamp"] = out["timestamp"] or utc_now()
+    out.update({k: v for k, v in row.items() if k not in COLUMNS})
+    return out
+
+
+def _context_lost(rig: Rig) -> bool:
+    """After a failure: does the device still work? A sticky CUDA error (illegal address,
+    launch failure) makes every later call fail, so synchronising raises again."""
+    try:
+        rig.timer.synchronize()
+    except KeyboardInterrupt:
+        raise
+    except Exception:
+        return True
+    return False
+
+
+def measure_item(rig: Rig, item: PlanItem, options: SweepOptions) -> tuple[dict[str, Any], bool]:
+    """Measure one plan item into a record row; the flag says the CUDA context is lost."""
+    if item.invalid_reason is not None:
+        return finish_row(_base_row(rig, item, "invalid", item.invalid_reason)), False
+    backend = rig.backends[item.config.family]
+    try:
+        prepared = backend.prepare(item.problem, item.config)
+    except CompileError as exc:
+        return finish_row(_base_row(rig, item, "compile_error", str(exc))), False
+    except LaunchError as exc:
+        row = _base_row(rig, item, "launch_error", str(exc))
+        return finish_row(row), exc.fatal or _context_lost(rig)
+    except Exception as exc:  # an unexpected backend failure must not end a long sweep
+        row = _base_row(rig, item, "launch_error", f"{type(exc).__name__}: {exc}")
+        return finish_row(row), _context_lost(rig)
+    row = _base_row(rig, item, "ok", None)
+    row["kernel_name"] = getattr(prepared, "kernel_name", None)
+    # What the driver reports for the loaded kernel (cupy backends): occupancy features. Kept
+    # out of the config columns, which key resume and shards.
+    for name, value in (getattr(prepared, "kernel_attributes", None) or {}).items():
+        row[f"kernel_{name}"] = value
+    fatal = False
+    try:
+        launch_many = getattr(prepared, "launch_many", None)
+        timing = measure_runtime(
+            prepared.launch, rig.timer, options.timing, launch_many=launch_many
+        )
+        row.update(_timing_fields(timing, options.timing))
+        check = prepared.verify()
+        row["max_rel_error"] = check.max_rel_error
+        if not check.ok:
+            row["status"] = "wrong_result"
+            row["reason"] = (
+                f"max relative error {check.max_rel_error:.3g} exceeds {check.tolerance:.3g}"
+            )
+        elif rig.meter is not None and options.power is not None:
+            launches = window_launches(timing.median_s, options.power.window_s)
+
+            def run() -> int:
+                if launch_many is not None:
+                    launch_many(launches)
+                else:
+                    for _ in range(launches):
+                        prepared.launch()
+                rig.timer.synchronize()
+                return launches
+
+            row.update(_power_fields(rig.meter.measure(run, timing.median_s), options.power))
+    except MeasurementTimeout as exc:
+        row.update(status="timeout", reason=str(exc))
+    except LaunchError as exc:
+        row.update(status="launch_error", reason=str(exc))
+        fatal = exc.fatal or _context_lost(rig)
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:
+        row.update(status="launch_error", reason=f"{type(exc).__name__}: {exc}")
+        fatal = _context_lost(rig)
+    finally:
+        with contextlib.suppress(Exception):
+            prepared.release()
+    if row["status"] in ("timeout", "launch_error"):
+        for name in [k for k in row if k.startswith("runtime_")]:
+            row[name] = None
+    return finish_row(row), fatal
+
+
+def _progress(enabled: bool, total: int) -> Any:
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("[bold]sweep[/]"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+        TextColumn("{task.description}"),
+        console=Console(stderr=True), disable=not enabled, transient=False,
+    )
+
+
+def run_sweep(
+    plan: SweepPlan | Iterable[PlanItem], rig: Rig, options: SweepOptions
+) -> SweepSummary:
+    """Run ``plan`` on ``rig`` into ``options.out_dir``; returns a summary (never half a file).
+
+    Ctrl-C ends the sweep with ``stopped="interrupted"``: the file holds every finished config
+    and a rerun of the same command resumes.
+    """
+    started = time.monotonic()
+    shard = getattr(plan, "shard", Shard())
+    out_file = Path(options.out_dir) / (options.file_name or output_file(Path(), shard).name)
+    summary = SweepSummary(out_file=out_file)
+    done = load_done(options.out_dir) if options.resume else set()
+    device_name = rig.device.name
+
+    def todo() -> Iterable[PlanItem]:
+        for item in plan:
+            if done and done_digest(device_name, item.key) in done:
+                continue
+            yield item
+
+    for item in plan:
+        summary.planned += 1
+        if done and done_digest(device_name, item.key) in done:
+            summary.skipped += 1
+    total = summary.planned - summary.skipped
+    deadline = None if options.max_minutes is None else started + 60.0 * options.max_minutes
+    control = rig.control if rig.control is not None else contextlib.nullcontext()
+    try:
+        with control, RecordWriter(out_file) as writer, _progress(
+            options.progress and sys.stderr.isatty(), total
+        ) as bar:
+            task = bar.add_task("", total=total)
+            for item in todo():
+                if deadline is not None and time.monotonic() >= deadline:
+                    summary.stopped = "time_limit"
+                    summary.message = f"stopped at the {options.max_minutes:g}-minute limit"
+                    break
+                row, fatal = measure_item(rig, item, options)
+                writer.write(row)
+                summary.written += 1
+                summary.statuses[row["status"]] += 1
+                bar.update(task, advance=1, description=f"{item.config.family} "
+                           f"{item.problem.m}x{item.problem.n}x{item.problem.k}")
+                if fatal:
+                    summary.stopped = "fatal_error"
+                    summary.message = (
+                        f"the CUDA context was lost ({row['reason']}); the failing config is "
+                        "recorded, rerun the same command to resume in a fresh process"
+                    )
+                    break
+    except KeyboardInterrupt:
+        summary.stopped = "interrupted"
+        summary.message = "interrupted; every finished config is saved"
+    summary.elapsed_s = time.monotonic() - started
+    return summary
