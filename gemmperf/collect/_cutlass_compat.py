@@ -237,6 +237,9 @@ def use_registry(cutlass: Any, cc: int, kernel_cc: int) -> None:
 
 def _build_registry(cutlass: Any, cc: int, kernel_cc: int) -> Any:
     import cutlass_library
+    # ArchOptions reads ``cutlass_library.generator`` as an attribute; the submodule is bound only
+    # once something imports it, which depends on import order (seen under pytest): import it here.
+    importlib.import_module("cutlass_library.generator")
     from cutlass_cppgen.library_defaults import ArchOptions, OptionRegistry
 
     gemm = cutlass_library.OperationKind.Gemm
