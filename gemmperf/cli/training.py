@@ -1,0 +1,316 @@
+"""``gemmperf plan | budget | whatif | archs``: training-run planning from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import re
+from typing import Any
+
+from gemmperf.cli._output import print_json, print_table
+from gemmperf.training.errors import PlanError
+
+_SUFFIX = {"": 1.0, "k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12, "p": 1e15}
+
+
+def quantity(text: str) -> float:
+    """A positive number with an optional k/M/B/T suffix: ``2T``, ``4M``, ``1.5e6``."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([kKmMbBgGtTpP]?)\s*",
+                         str(text))
+    if not match:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r} (e.g. 2T, 4M, 1.5e6)")
+    value = float(match.group(1)) * _SUFFIX[match.group(2).lower()]
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return value
+
+
+def _int_quantity(text: str) -> int:
+    return round(quantity(text))
+
+
+def _csv(kind: Any) -> Any:
+    def parse(text: str) -> list[Any]:
+        return [kind(part) for part in str(text).split(",") if part.strip()]
+    return parse
+
+
+def register(subparsers: Any) -> None:
+    """Add ``plan``, ``budget``, ``whatif`` and ``archs``."""
+    plan = subparsers.add_parser(
+        "plan", help="time, MFU, GPU-hours, energy and cost of a training run",
+        description="Plan a training run GEMM by GEMM: step time, tokens/s per GPU, MFU/HFU, "
+        "wall-clock days, GPU-hours, energy (GPU power x time x PUE) and dollars.")
+    plan.add_argument("--arch", required=True, help="preset name (gemmperf archs) or config.json")
+    plan.add_argument("--tokens", required=True, type=quantity, help="training tokens, e.g. 2T")
+    _run_options(plan)
+    plan.add_argument("--num-gpus", type=_int_quantity, required=True)
+    plan.add_argument("--json", action="store_true", help="print the plan as JSON")
+    plan.set_defaults(func=_plan)
+
+    budget = subparsers.add_parser(
+        "budget", help="compute-optimal model size and tokens for a GPU budget",
+        description="Convert a budget to FLOPs with the planner's achieved throughput for the "
+        "GPU, solve a scaling law for N_opt and D_opt, and plan a concrete architecture.")
+    group = budget.add_mutually_exclusive_group(required=True)
+    group.add_argument("--gpu-hours", type=quantity)
+    group.add_argument("--flops", type=quantity)
+    group.add_argument("--energy-mwh", type=quantity, help="facility energy (PUE included)")
+    group.add_argument("--usd", type=quantity, help="dollars (with --price per GPU-hour)")
+    budget.add_argument("--gpu", help="GPU name or alias (needed for all but --flops)")
+    budget.add_argument("--price", type=float, help="USD per GPU-hour")
+    budget.add_argument("--law", default="epoch", choices=("hoffmann", "epoch", "kaplan",
+                                                           "deepseek"))
+    budget.add_argument("--num-gpus", type=_int_quantity)
+    budget.add_argument("--tokens-per-param", type=float, help="over-train at this D/N ratio")
+    budget.add_argument("--inference-tokens", type=quantity,
+                        help="expected inference tokens (minimise training + inference FLOPs)")
+    budget.add_argument("--dtype", default="bf16", choices=("bf16", "fp16", "fp8"))
+    budget.add_argument("--seq", type=int, default=4096, help="sequence length")
+    budget.add_argument("--pue", type=float)
+    budget.add_argument("--json", action="store_true")
+    budget.set_defaults(func=_budget)
+
+    whatif = subparsers.add_parser(
+        "whatif", help="one plan (or budget) across GPUs, dtypes, cluster sizes or budgets",
+        description="Comma-separated lists sweep every combination: --gpu a100,h100 "
+        "--num-gpus 512,1024 --dtype bf16,fp8; with --gpu-hours/--usd lists and no --arch, "
+        "budgets are swept instead.")
+    whatif.add_argument("--arch", help="preset or config.json (plan sweep)")
+    whatif.add_argument("--tokens", type=quantity)
+    whatif.add_argument("--gpu", type=_csv(str), required=True)
+    whatif.add_argument("--num-gpus", type=_csv(_int_quantity), default=None)
+    whatif.add_argument("--dtype", type=_csv(str), default=["bf16"])
+    whatif.add_argument("--gpu-hours", type=_csv(quantity))
+    whatif.add_argument("--usd", type=_csv(quantity))
+    whatif.add_argument("--law", default="epoch", choices=("hoffmann", "epoch", "kaplan",
+                                                           "deepseek"))
+    whatif.add_argument("--seq", type=int)
+    whatif.add_argument("--global-batch-tokens", type=_int_quantity)
+    whatif.add_argument("--price", type=float, help="USD per GPU-hour")
+    whatif.add_argument("--pue", type=float)
+    whatif.add_argument("--plot", help="write a PNG comparing the scenarios")
+    whatif.add_argument("--json", action="store_true")
+    whatif.set_defaults(func=_whatif)
+
+    archs = subparsers.add_parser("archs", help="list the bundled architecture presets")
+    archs.add_argument("--json", action="store_true")
+    archs.set_defaults(func=_archs)
+
+
+def _run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--gpu", required=True, help="GPU name or alias, e.g. h100, a100-40gb")
+    parser.add_argument("--seq", type=int, help="sequence length (default: the preset's)")
+    parser.add_argument("--global-batch-tokens", type=_int_quantity,
+                        help="tokens per optimizer step (default: published or DeepSeek B_opt)")
+    parser.add_argument("--dtype", default="bf16", choices=("bf16", "fp16", "fp8"))
+    parser.add_argument("--price", type=float, help="USD per GPU-hour")
+    parser.add_argument("--pue", type=float, help="facility PUE (default 1.1)")
+    parser.add_argument("--tp", type=int, help="tensor-parallel size (default: searched)")
+    parser.add_argument("--pp", type=int, help="pipeline stages (default: searched)")
+    parser.add_argument("--ep", type=int, help="expert-parallel size for MoE (default: searched)")
+    parser.add_argument("--micro-batch", type=int, help="sequences per micro-batch")
+    parser.add_argument("--virtual-stages", type=int, help="interleaved pipeline depth")
+    parser.add_argument("--recompute", choices=("auto", "none", "full"), default="auto")
+    parser.add_argument("--no-flash-attention", action="store_true",
+                        help="unfused attention (pre-2022 frameworks)")
+    parser.add_argument("--no-predictor", action="store_true",
+                        help="use the calibrated roofline even where the predictor covers the GPU")
+    parser.add_argument("--lenient", action="store_true",
+                        help="ignore unknown config.json fields instead of failing")
+
+
+def _plan_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    from gemmperf.training.config import load_arch
+
+    return {
+        "arch": load_arch(args.arch, strict=not args.lenient), "gpu": args.gpu,
+        "tokens": args.tokens, "num_gpus": args.num_gpus, "seq_len": args.seq,
+        "global_batch_tokens": args.global_batch_tokens, "dtype": args.dtype,
+        "price_per_gpu_hour": args.price, "pue": args.pue, "tp": args.tp, "pp": args.pp,
+        "ep": args.ep, "micro_batch": args.micro_batch, "virtual_stages": args.virtual_stages,
+        "recompute": {"auto": None, "none": False, "full": True}[args.recompute],
+        "flash_attention": not args.no_flash_attention, "use_predictor": not args.no_predictor,
+    }
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from gemmperf.training.planner import plan_training
+
+    plan = plan_training(**_plan_kwargs(args))
+    if args.json:
+        print_json(plan.to_dict())
+        return 0
+    _print_plan(plan)
+    return 0
+
+
+def _print_plan(plan: Any) -> None:
+    mem = plan.memory
+    rows = [
+        ("layout", f"{plan.num_gpus} x {plan.gpu}, {plan.parallelism.describe()}, {plan.dtype}"),
+        ("sequence / global batch", f"{plan.seq_len} / {plan.global_batch_tokens:,} tokens"),
+        ("step time", f"{plan.step_time_s:.3f} s"),
+        ("tokens/s per GPU", f"{plan.tokens_per_s_per_gpu:,.0f}"),
+        ("MFU / HFU / MFU (PaLM)", f"{plan.mfu:.1%} / {plan.hfu:.1%} / {plan.mfu_palm:.1%}"),
+        ("model TFLOP/s per GPU", f"{plan.model_tflops_per_gpu:.1f}"),
+        ("wall clock", f"{plan.days:,.1f} days for {plan.tokens:.3g} tokens"),
+        ("GPU-hours", f"{plan.gpu_hours:,.0f}"),
+        ("energy", f"{plan.energy_mwh:,.1f} MWh (avg {plan.avg_gpu_power_w:.0f} W/GPU, "
+                   f"PUE {plan.pue:g})"),
+        ("cost", "-" if plan.usd is None else f"${plan.usd:,.0f}"),
+        ("memory per GPU", f"{mem.total / 2**30:.1f} of {mem.capacity / 2**30:.1f} GiB usable"),
+    ]
+    print_table(("", "value"), rows, title=f"{plan.arch} training plan")
+    total = plan.step_time_s
+    print_table(("part", "s/step", "share"),
+                [(k, v, f"{v / total:.1%}") for k, v in plan.breakdown_s.items()]
+                + [(f"  comm: {k}", v, f"{v / total:.1%}") for k, v in
+                   plan.communication_s.items()],
+                title="step breakdown (critical path)")
+    print_table(("GEMM kind", "s/step", "share of GEMM time"),
+                [(k, v, f"{v / max(sum(plan.breakdown_kind_s.values()), 1e-30):.1%}")
+                 for k, v in plan.breakdown_kind_s.items()],
+                title="GEMM time by kind (per GPU)")
+    for note in plan.notes:
+        print(f"note: {note}")
+
+
+def _budget(args: argparse.Namespace) -> int:
+    from gemmperf.training.budget import compute_optimal
+
+    result = compute_optimal(
+        gpu=args.gpu, flops=args.flops, gpu_hours=args.gpu_hours, energy_mwh=args.energy_mwh,
+        usd=args.usd, price_per_gpu_hour=args.price, law=args.law, num_gpus=args.num_gpus,
+        tokens_per_param=args.tokens_per_param, inference_tokens=args.inference_tokens,
+        dtype=args.dtype, seq_len=args.seq, pue=args.pue)
+    if args.json:
+        print_json(result.to_dict())
+        return 0
+    opt, a = result.optimum, result.arch
+    rows = [("law", f"{result.law} ({opt.mode})"), ("compute", f"{result.flops:.3g} FLOPs"),
+            ("N_opt", _with_interval(opt.n_params, opt.n_params_interval)),
+            ("D_opt", _with_interval(opt.tokens, opt.tokens_interval)),
+            ("architecture", f"{a.num_layers} layers x {a.hidden_size} wide, {a.num_heads} heads "
+                             f"({a.num_kv_heads} KV), FFN {a.intermediate_size}, vocab "
+                             f"{a.vocab_size}"),
+            ("size (law's count)", f"{result.arch_params:.4g}"),
+            ("tokens", f"{result.tokens:.4g}"),
+            ("predicted loss", "-" if result.loss is None else
+             _with_interval(result.loss, opt.loss_interval, fmt=".3f"))]
+    plan = result.plan
+    if plan is not None:
+        rows += [("plan", f"{plan.num_gpus} x {plan.gpu}, {plan.parallelism.describe()}"),
+                 ("days / GPU-hours", f"{plan.days:,.1f} / {plan.gpu_hours:,.0f}"),
+                 ("energy", f"{plan.energy_mwh:,.1f} MWh"), ("MFU", f"{plan.mfu:.1%}"),
+                 ("cost", "-" if plan.usd is None else f"${plan.usd:,.0f}")]
+    b = result.batch
+    rows.append(("batch (DeepSeek B_opt)", f"{b.deepseek_batch_tokens:,.0f} tokens, lr "
+                                           f"{b.deepseek_learning_rate:.2e}"))
+    if b.kaplan_critical_batch_tokens:
+        rows.append(("Kaplan B_crit(L)", f"{b.kaplan_critical_batch_tokens:,.0f} tokens"))
+    rows.append(("batch warmup (Merrill 2025)", ", ".join(
+        f"{bt / 1e6:.0f}M from {start / 1e9:.0f}B" for start, bt in b.warmup_schedule_tokens)))
+    print_table(("", "value"), rows, title="compute-optimal budget")
+    for note in (*result.notes, *b.notes):
+        print(f"note: {note}")
+    return 0
+
+
+def _with_interval(value: float, interval: Any, fmt: str = ".3g") -> str:
+    text = format(value, fmt)
+    if interval:
+        text += f" (80% interval {format(interval[0], fmt)} - {format(interval[1], fmt)})"
+    return text
+
+
+def _whatif(args: argparse.Namespace) -> int:
+    rows: list[dict[str, Any]] = []
+    if args.arch:
+        from gemmperf.training.config import load_arch
+        from gemmperf.training.planner import plan_training
+
+        if args.tokens is None:
+            raise PlanError("whatif with --arch needs --tokens")
+        if not args.num_gpus:
+            raise PlanError("whatif with --arch needs --num-gpus (a list is fine)")
+        arch = load_arch(args.arch)
+        for gpu, n, dtype in itertools.product(args.gpu, args.num_gpus, args.dtype):
+            try:
+                p = plan_training(arch, gpu=gpu, num_gpus=n, tokens=args.tokens,
+                                  seq_len=args.seq, global_batch_tokens=args.global_batch_tokens,
+                                  dtype=dtype, price_per_gpu_hour=args.price, pue=args.pue)
+            except PlanError as exc:
+                rows.append({"scenario": f"{gpu} x{n} {dtype}", "error": str(exc)})
+                continue
+            rows.append({"scenario": f"{gpu} x{n} {dtype}", "layout": p.parallelism.describe(),
+                         "mfu": p.mfu, "tokens_per_s_per_gpu": p.tokens_per_s_per_gpu,
+                         "days": p.days, "gpu_hours": p.gpu_hours, "energy_mwh": p.energy_mwh,
+                         "usd": p.usd})
+    else:
+        from gemmperf.training.budget import compute_optimal
+
+        budgets = [("gpu_hours", v) for v in args.gpu_hours or []] + \
+            [("usd", v) for v in args.usd or []]
+        if not budgets:
+            raise PlanError("whatif needs --arch and --tokens, or --gpu-hours/--usd lists")
+        for gpu, (kind, value), dtype in itertools.product(args.gpu, budgets, args.dtype):
+            r = compute_optimal(gpu=gpu, law=args.law, dtype=dtype, price_per_gpu_hour=args.price,
+                                pue=args.pue, **{kind: value})
+            p = r.plan
+            rows.append({"scenario": f"{gpu} {kind}={value:.3g} {dtype}",
+                         "params": r.arch_params, "tokens": r.tokens, "loss": r.loss,
+                         "days": p.days if p else None, "gpu_hours": p.gpu_hours if p else None,
+                         "energy_mwh": p.energy_mwh if p else None})
+    if args.json:
+        print_json(rows)
+    else:
+        columns = list(dict.fromkeys(k for row in rows for k in row))
+        print_table(columns, [[row.get(c) for c in columns] for row in rows], title="what if")
+    if args.plot:
+        _plot(rows, args.plot)
+    return 0
+
+
+def _plot(rows: list[dict[str, Any]], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = [r for r in rows if "error" not in r and r.get("days") is not None]
+    if not ok:
+        raise PlanError("nothing to plot: every scenario failed")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 0.45 * len(ok) + 2))
+    names = [r["scenario"] for r in ok]
+    axes[0].barh(names, [r["days"] for r in ok], color="tab:blue")
+    axes[0].set_xlabel("wall-clock days")
+    axes[1].barh(names, [r["energy_mwh"] for r in ok], color="tab:green")
+    axes[1].set_xlabel("energy (MWh, incl. PUE)")
+    axes[1].set_yticklabels([])
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    print(f"wrote {path}")
+
+
+def _archs(args: argparse.Namespace) -> int:
+    from gemmperf.training.config import list_presets
+
+    presets = list_presets()
+    rows = []
+    for p in presets:
+        a, c = p.arch, p.arch.params
+        rows.append({"name": p.key, "params_b": c.total / 1e9, "active_b": c.active / 1e9,
+                     "layers": a.num_layers, "hidden": a.hidden_size, "heads": a.num_heads,
+                     "kv_heads": a.num_kv_heads, "ffn": a.intermediate_size,
+                     "experts": f"{a.experts_per_token}/{a.num_experts}" if a.is_moe else "-",
+                     "vocab": a.vocab_size, "source": p.source})
+    if args.json:
+        print_json(rows)
+        return 0
+    columns = ("name", "params_b", "active_b", "layers", "hidden", "heads", "kv_heads", "ffn",
+               "experts", "vocab")
+    print_table(columns, [[r[c] for c in columns] for r in rows],
+                title=f"{len(rows)} architecture presets (params in billions; sources: --json)")
+    return 0

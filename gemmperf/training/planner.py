@@ -1,0 +1,338 @@
+"""Training plans: step time, throughput, MFU, GPU-hours, energy and cost of a training run.
+
+:func:`plan_training` times every GEMM of a step (:mod:`~gemmperf.training.costmodel`), adds the
+memory-bound kernels, collectives and pipeline bubble (:mod:`~gemmperf.training.step`) and picks
+a parallel layout unless one is given: tensor parallelism within a node (up to its 8 GPUs),
+pipeline stages only when the model does not fit otherwise, data parallelism for the rest; among
+the layouts that fit in memory the fastest wins. Everything the user fixes (tp, pp, ep,
+micro-batch, recomputation) is respected.
+
+Conventions:
+
+* **MFU** = model FLOPs per step / (step time x GPUs x dense peak of the training dtype). Model
+  FLOPs are the forward, dgrad and wgrad GEMMs with causal attention counted as the L(L+1)/2
+  unmasked pairs; no recomputation. ``mfu_palm`` counts model FLOPs as PaLM does,
+  6N + 12 L H Q T per token with full (non-causal) attention.
+* **HFU** adds recomputation (full activation recomputation, FlashAttention's replay of the
+  scores) and GEMMs that tensor parallelism runs redundantly: the FLOPs the GPUs executed.
+* Energy = GPU power x time x PUE (GPU power from the predictor, else TDP x the fractions in
+  ``data/training_systems.json``); CPUs, network and storage are not included beyond the PUE.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gemmperf.hardware.specs import GpuSpec, get_gpu
+from gemmperf.problem import canonical_dtype, peak_key
+from gemmperf.training.arch import TransformerArch
+from gemmperf.training.comm import SystemSpec
+from gemmperf.training.config import get_preset, load_arch
+from gemmperf.training.costmodel import time_gemms
+from gemmperf.training.errors import ArchConfigError, DoesNotFitError, PlanError
+from gemmperf.training.gemms import TrainingGemm, check_parallel, flops_per_token, training_gemms
+from gemmperf.training.layout import Parallelism
+from gemmperf.training.memory import MemoryEstimate, estimate_memory
+from gemmperf.training.scaling import get_law
+from gemmperf.training.step import MicrobatchCost, StepCost, microbatch_cost, step_cost
+
+TP_CHOICES = (1, 2, 4, 8, 16)
+MICRO_BATCH_CHOICES = (1, 2, 4, 8)
+VIRTUAL_STAGE_CHOICES = (1, 2, 4)
+GIB = 2**30
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    """A training run on a cluster: its layout, speed, duration, energy and cost."""
+
+    arch: str
+    gpu: str
+    dtype: str
+    num_gpus: int
+    parallelism: Parallelism
+    seq_len: int
+    global_batch_tokens: int
+    tokens: float
+    steps: float
+    step_time_s: float
+    tokens_per_s: float
+    tokens_per_s_per_gpu: float
+    model_flops_per_token: float
+    mfu: float
+    hfu: float
+    mfu_palm: float
+    model_tflops_per_gpu: float
+    days: float
+    gpu_hours: float
+    energy_mwh: float
+    avg_gpu_power_w: float
+    pue: float
+    usd: float | None
+    price_per_gpu_hour: float | None
+    memory: MemoryEstimate
+    breakdown_s: dict[str, float]          # compute / memory / communication / bubble per step
+    breakdown_kind_s: dict[str, float]     # GEMM time per step by kind (per GPU, stage average)
+    communication_s: dict[str, float]
+    gemm_source: str
+    notes: tuple[str, ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready mapping (the CLI's ``--json`` output)."""
+        out = asdict(self)
+        out["parallelism"] = {**asdict(self.parallelism), "layout": self.parallelism.describe()}
+        mem = self.memory
+        out["memory"] = {"total_gib": mem.total / GIB, "capacity_gib": mem.capacity / GIB,
+                         "weights_gib": mem.weights / GIB, "gradients_gib": mem.gradients / GIB,
+                         "optimizer_gib": mem.optimizer / GIB,
+                         "activations_gib": mem.activations / GIB, "logits_gib": mem.logits / GIB}
+        out["notes"] = list(self.notes)
+        return out
+
+
+def _preset_training(arch: TransformerArch) -> dict[str, Any]:
+    """The published training setup of ``arch`` if it is a bundled preset (else empty)."""
+    try:
+        preset = get_preset(arch.name)
+    except ArchConfigError:
+        return {}
+    return dict(preset.training) if preset.arch == arch else {}
+
+
+def _default_batch_tokens(arch: TransformerArch, seq_len: int, tokens: float) -> tuple[int, str]:
+    """The preset's published batch, else DeepSeek LLM's B_opt(C) (C = 6 N D)."""
+    published = _preset_training(arch).get("global_batch_tokens")
+    if published:
+        return int(published), "published batch of the preset"
+    c = get_law("deepseek").constants
+    flops = 6.0 * arch.params.active * tokens
+    return int(c["B_coeff"] * flops ** c["B_exp"]), "DeepSeek LLM 2024 B_opt(C)"
+
+
+def _capacity(gpu: GpuSpec, system: SystemSpec) -> float:
+    return gpu.mem_bytes * system.memory_usable_fraction - system.memory_reserved_bytes
+
+
+class _Planner:
+    """Evaluates layouts for one (arch, GPU, cluster, batch) question; caches GEMM timings."""
+
+    def __init__(self, arch: TransformerArch, gpu: GpuSpec, system: SystemSpec, *, num_gpus: int,
+                 seq_len: int, batch_seqs: int, dtype: str, use_predictor: bool) -> None:
+        self.arch, self.gpu, self.system = arch, gpu, system
+        self.num_gpus, self.seq_len, self.batch_seqs = num_gpus, seq_len, batch_seqs
+        self.dtype, self.use_predictor = dtype, use_predictor
+        self.capacity = _capacity(gpu, system)
+        self._mb: dict[tuple[int, int, int, bool, bool], MicrobatchCost] = {}
+
+    def micro_batches(self, par: Parallelism) -> int:
+        return max(1, round(self.batch_seqs / (par.dp * par.micro_batch)))
+
+    def memory(self, par: Parallelism) -> MemoryEstimate:
+        return estimate_memory(self.arch, par, seq_len=self.seq_len,
+                               capacity_bytes=self.capacity, micro_batches=self.micro_batches(par))
+
+    def cost(self, par: Parallelism) -> StepCost:
+        key = (par.tp, par.ep, par.micro_batch, par.recompute, par.flash_attention)
+        if key not in self._mb:
+            self._mb[key] = microbatch_cost(self.arch, self.gpu, par, seq_len=self.seq_len,
+                                            dtype=self.dtype, use_predictor=self.use_predictor)
+        return step_cost(self.arch, self.gpu, self.system, par, self._mb[key],
+                         seq_len=self.seq_len, micro_batches=self.micro_batches(par))
+
+    def prefetch(self, layouts: list[Parallelism]) -> None:
+        """Time the GEMMs of every layout in one batch (one predictor call, one cache fill)."""
+        seen: set[tuple[int, int, int, bool, bool]] = set()
+        gemms: list[TrainingGemm] = []
+        for par in layouts:
+            key = (par.tp, par.ep, par.micro_batch, par.recompute, par.flash_attention)
+            if key in seen:
+                continue
+            seen.add(key)
+            gemms.extend(training_gemms(self.arch, seq_len=self.seq_len,
+                                        micro_batch=par.micro_batch, tp=par.tp, ep=par.ep,
+                                        dtype=self.dtype, recompute=par.recompute,
+                                        flash_attention=par.flash_attention))
+        if gemms and self.use_predictor:
+            time_gemms(self.gpu, gemms, use_predictor=True)
+
+    def candidates(self, fixed: dict[str, Any]) -> list[Parallelism]:
+        a, n = self.arch, self.num_gpus
+        tps = [fixed["tp"]] if fixed.get("tp") else [
+            t for t in TP_CHOICES if t <= self.system.gpus_per_node and n % t == 0
+            and a.num_heads % t == 0 and (a.is_mla or a.num_kv_heads % t == 0
+                                          or t % a.num_kv_heads == 0)]
+        mbs = [fixed["micro_batch"]] if fixed.get("micro_batch") else list(MICRO_BATCH_CHOICES)
+        rcs = [fixed["recompute"]] if fixed.get("recompute") is not None else [False, True]
+        if fixed.get("ep"):
+            eps = [fixed["ep"]]
+        elif a.is_moe:
+            eps = [e for e in (1, 2, 4, 8, 16, 32, 64, 128, 256) if a.num_experts % e == 0]
+        else:
+            eps = [1]
+        out = []
+        for tp in tps:
+            if n % tp:
+                continue
+            pps = [fixed["pp"]] if fixed.get("pp") else [
+                p for p in range(1, min(a.num_layers, n // tp) + 1) if (n // tp) % p == 0]
+            for rc in rcs:
+                for mb in mbs:
+                    for ep in eps:
+                        for pp in pps:
+                            found = self._fitting(tp, pp, ep, mb, rc, fixed)
+                            if found:
+                                out.extend(found)
+                                break  # smallest pipeline that fits: more stages add bubble
+        return out
+
+    def _fitting(self, tp: int, pp: int, ep: int, mb: int, rc: bool, fixed: dict[str, Any]
+                 ) -> list[Parallelism]:
+        """Layouts with these degrees that fit in memory (one per interleaving depth)."""
+        n, a = self.num_gpus, self.arch
+        if (n // tp) % pp:
+            return []
+        dp = n // (tp * pp)
+        if dp % ep or dp * mb > self.batch_seqs * 1.5:
+            return []
+        if fixed.get("virtual_stages"):
+            vs = [fixed["virtual_stages"]]
+        else:
+            vs = [v for v in VIRTUAL_STAGE_CHOICES if v == 1 or (pp > 1 and pp * v <= a.num_layers)]
+        out = []
+        for v in vs:
+            par = Parallelism(tp=tp, pp=pp, dp=dp, ep=ep, micro_batch=mb, recompute=rc,
+                              virtual_stages=v, flash_attention=fixed.get("flash_attention", True))
+            if pp * v <= a.num_layers and self.memory(par).fits:
+                out.append(par)
+        return out
+
+
+def _resolve_gpu(gpu: str | GpuSpec) -> GpuSpec:
+    return gpu if isinstance(gpu, GpuSpec) else get_gpu(gpu)
+
+
+def plan_training(arch: str | Path | TransformerArch | dict[str, Any], *, gpu: str | GpuSpec,
+                  num_gpus: int, tokens: float, seq_len: int | None = None,
+                  global_batch_tokens: int | None = None, dtype: str = "bf16",
+                  price_per_gpu_hour: float | None = None, pue: float | None = None,
+                  tp: int | None = None, pp: int | None = None, ep: int | None = None,
+                  micro_batch: int | None = None, recompute: bool | None = None,
+                  virtual_stages: int | None = None, flash_attention: bool = True,
+                  system: SystemSpec | None = None, use_predictor: bool = True) -> TrainingPlan:
+    """Plan training ``arch`` on ``num_gpus`` x ``gpu`` for ``tokens`` tokens.
+
+    ``seq_len`` defaults to the preset's training length (else 4096, capped by the model's
+    positions), ``global_batch_tokens`` to the preset's published batch (else DeepSeek's
+    B_opt). Layout arguments left as None are chosen (see module doc). Raises
+    :class:`DoesNotFitError` when no layout fits in memory.
+    """
+    arch = load_arch(arch)
+    spec = _resolve_gpu(gpu)
+    dtype = canonical_dtype(dtype)
+    if dtype not in ("bf16", "f16", "fp8"):
+        raise PlanError(f"training dtype must be bf16, fp16 or fp8, got {dtype}")
+    if not isinstance(num_gpus, int) or isinstance(num_gpus, bool) or num_gpus < 1:
+        raise PlanError(f"num_gpus must be a positive integer, got {num_gpus!r}")
+    if not (isinstance(tokens, (int, float)) and math.isfinite(tokens) and tokens > 0):
+        raise PlanError(f"tokens must be a positive number, got {tokens!r}")
+    try:
+        peak = spec.peak(peak_key(dtype))
+    except KeyError:
+        raise PlanError(f"{spec.name} has no {dtype} tensor-core path") from None
+    system = system or SystemSpec.for_gpu(spec)
+    if pue is not None:
+        if pue < 1.0:
+            raise PlanError(f"PUE is at least 1.0, got {pue}")
+        system = SystemSpec(**{**asdict(system), "pue": float(pue)})
+    notes: list[str] = []
+    if seq_len is None:
+        seq_len = int(_preset_training(arch).get("seq_len") or 4096)
+        if arch.max_position_embeddings:
+            seq_len = min(seq_len, arch.max_position_embeddings)
+    if seq_len < 1:
+        raise PlanError("seq_len must be positive")
+    if global_batch_tokens is None:
+        global_batch_tokens, why = _default_batch_tokens(arch, seq_len, tokens)
+        notes.append(f"global batch {global_batch_tokens:,} tokens ({why})")
+    batch_seqs = max(1, round(global_batch_tokens / seq_len))
+    planner = _Planner(arch, spec, system, num_gpus=num_gpus, seq_len=seq_len,
+                       batch_seqs=batch_seqs, dtype=dtype, use_predictor=use_predictor)
+    fixed = {"tp": tp, "pp": pp, "ep": ep, "micro_batch": micro_batch, "recompute": recompute,
+             "virtual_stages": virtual_stages, "flash_attention": flash_attention}
+    if tp or ep:
+        check_parallel(arch, tp or 1, ep or 1)
+    if (tp or 1) * (pp or 1) > num_gpus or num_gpus % ((tp or 1) * (pp or 1)):
+        raise PlanError(f"tp x pp = {(tp or 1) * (pp or 1)} does not divide {num_gpus} GPUs")
+    if tp and pp:
+        Parallelism(tp=tp, pp=pp, dp=num_gpus // (tp * pp), ep=ep or 1,
+                    micro_batch=micro_batch or 1, virtual_stages=virtual_stages or 1).check(arch)
+    candidates = planner.candidates(fixed)
+    if not candidates:
+        _raise_no_fit(planner, fixed)
+    planner.prefetch(candidates)
+    costs = [(planner.cost(p), p) for p in candidates]
+    cost, par = min(costs, key=lambda cp: (cp[0].step_s, cp[1].tp * cp[1].pp))
+    return _assemble(planner, par, cost, peak, tokens, price_per_gpu_hour, notes)
+
+
+def _raise_no_fit(planner: _Planner, fixed: dict[str, Any]) -> None:
+    a, n = planner.arch, planner.num_gpus
+    tp = fixed.get("tp") or max(t for t in TP_CHOICES
+                                if t <= min(planner.system.gpus_per_node, n) and n % t == 0)
+    pp = fixed.get("pp") or max(p for p in range(1, min(a.num_layers, n // tp) + 1)
+                                if (n // tp) % p == 0)
+    if planner.batch_seqs * tp * pp < n:
+        raise PlanError(f"a global batch of {planner.batch_seqs} sequences cannot keep {n} GPUs "
+                        f"busy (each of the {n // (tp * pp)} data-parallel replicas needs a "
+                        "sequence): raise --global-batch-tokens or use fewer GPUs")
+    par = Parallelism(tp=tp, pp=pp, dp=max(n // (tp * pp), 1), ep=fixed.get("ep") or 1,
+                      micro_batch=fixed.get("micro_batch") or 1, recompute=True,
+                      flash_attention=fixed.get("flash_attention", True))
+    mem = planner.memory(par)
+    if mem.fits:
+        given = {k: v for k, v in fixed.items() if v is not None and k != "flash_attention"}
+        raise PlanError(f"no layout of {n} GPUs matches the fixed settings {given} and a batch of "
+                        f"{planner.batch_seqs} sequences of {planner.seq_len}")
+    raise DoesNotFitError(
+        f"{a.name} does not fit on {n} x {planner.gpu.name}: even {par.describe()} needs "
+        f"{mem.total / GIB:.1f} GiB per GPU of {mem.capacity / GIB:.1f} GiB usable; "
+        "use more GPUs, more pipeline stages or a GPU with more memory")
+
+
+def _assemble(planner: _Planner, par: Parallelism, cost: StepCost, peak: float, tokens: float,
+              price: float | None, notes: list[str]) -> TrainingPlan:
+    arch, gpu, system, seq = planner.arch, planner.gpu, planner.system, planner.seq_len
+    n = planner.num_gpus
+    batch_tokens = cost.micro_batches * par.micro_batch * par.dp * seq
+    if batch_tokens != planner.batch_seqs * seq:
+        notes.append(f"global batch rounded to {batch_tokens:,} tokens "
+                     f"({cost.micro_batches} micro-batches x {par.micro_batch} x DP {par.dp})")
+    step = cost.step_s
+    tokens_per_s = batch_tokens / step
+    per_token = flops_per_token(arch, seq_len=seq)
+    model_flops = per_token.model * batch_tokens
+    palm = (6.0 * arch.params.active + 12.0 * arch.num_layers * arch.num_heads
+            * arch.qk_head_dim * seq) * batch_tokens
+    steps = tokens / batch_tokens
+    seconds = steps * step
+    gpu_hours = seconds * n / 3600.0
+    energy_j = cost.energy_j_per_gpu * steps * n * system.pue
+    notes.append(f"GEMM times from the {cost.gemm_source}")
+    return TrainingPlan(
+        arch=arch.name, gpu=gpu.key, dtype=planner.dtype, num_gpus=n, parallelism=par,
+        seq_len=seq, global_batch_tokens=batch_tokens, tokens=float(tokens), steps=steps,
+        step_time_s=step, tokens_per_s=tokens_per_s, tokens_per_s_per_gpu=tokens_per_s / n,
+        model_flops_per_token=per_token.model,
+        mfu=model_flops / (step * n * peak), hfu=cost.hardware_flops_per_step / (step * n * peak),
+        mfu_palm=palm / (step * n * peak), model_tflops_per_gpu=model_flops / (step * n) / 1e12,
+        days=seconds / 86400.0, gpu_hours=gpu_hours, energy_mwh=energy_j / 3.6e9,
+        avg_gpu_power_w=cost.energy_j_per_gpu / step, pue=system.pue,
+        usd=None if price is None else gpu_hours * price, price_per_gpu_hour=price,
+        memory=planner.memory(par),
+        breakdown_s={"compute": cost.gemm_s, "memory": cost.memory_s,
+                     "communication": cost.comm_s, "bubble": cost.bubble_s},
+        breakdown_kind_s=dict(sorted(cost.kind_s.items(), key=lambda kv: -kv[1])),
+        communication_s=cost.comm_detail_s, gemm_source=cost.gemm_source, notes=tuple(notes))
