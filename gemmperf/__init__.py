@@ -25,10 +25,19 @@ from gemmperf.problem import GemmProblem, KernelConfig
 from gemmperf.records import Record, RecordWriter, read_records, write_frame
 from gemmperf.roofline import RooflineEstimate, roofline, roofline_arrays
 from gemmperf.roofline_frame import roofline_frame
+from gemmperf.training import (
+    ComputeOptimalPlan,
+    TrainingPlan,
+    TransformerArch,
+    compute_optimal,
+    load_arch,
+    plan_training,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ComputeOptimalPlan",
     "DataFormatError",
     "GemmProblem",
     "GemmperfError",
@@ -40,17 +49,22 @@ __all__ = [
     "Record",
     "RecordWriter",
     "RooflineEstimate",
+    "TrainingPlan",
+    "TransformerArch",
     "UnknownGpuError",
     "__version__",
     "all_gpus",
+    "compute_optimal",
     "find_gpu",
     "get_gpu",
     "import_cutlass_profiler",
     "import_kernel_tuner",
     "import_table",
+    "load_arch",
     "load_dataset",
     "occupancy",
     "occupancy_arrays",
+    "plan_training",
     "read_records",
     "roofline",
     "roofline_arrays",

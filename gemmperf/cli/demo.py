@@ -1,8 +1,8 @@
 """``gemmperf demo``: the main job on a built-in default, offline and without a GPU.
 
-It shows what gemmperf answers for well-known GEMMs of transformer training on a few GPUs
-(roofline bound and tile-aware estimate from the published specs). Each section is one library
-call; nothing here is a measurement.
+It shows what gemmperf answers: the roofline of well-known GEMMs of transformer training on a few
+GPUs (from the published specs), a training plan for a preset model, and a compute-optimal budget.
+Each section is one library call; nothing here is a measurement.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from gemmperf.cli._output import print_json, print_table
 from gemmperf.hardware.specs import get_gpu
 from gemmperf.problem import GemmProblem
 from gemmperf.roofline import roofline
+from gemmperf.training import compute_optimal, plan_training
 
 DEMO_GPUS = ("a100-sxm-80gb", "h100-sxm", "l40s", "rtx4090")
 
@@ -55,10 +56,41 @@ def roofline_section(dtype: str) -> list[dict]:
     return rows
 
 
+# A published run to plan (Llama 3 8B: 15T tokens on H100s, Meta's model card) and a budget.
+DEMO_PLAN = {"arch": "llama-3-8b", "tokens": 15e12, "gpu": "h100-sxm", "num_gpus": 1024}
+DEMO_BUDGET = {"gpu": "h100-sxm", "gpu_hours": 1e6, "law": "epoch"}
+
+
+def plan_section() -> dict:
+    """The demo training plan as a flat dict."""
+    plan = plan_training(DEMO_PLAN["arch"], tokens=DEMO_PLAN["tokens"], gpu=DEMO_PLAN["gpu"],
+                         num_gpus=DEMO_PLAN["num_gpus"])
+    return {
+        **DEMO_PLAN, "step_time_s": plan.step_time_s,
+        "tokens_per_s_per_gpu": plan.tokens_per_s_per_gpu, "mfu": plan.mfu,
+        "days": plan.days, "gpu_hours": plan.gpu_hours, "energy_mwh": plan.energy_mwh,
+        "gemm_source": plan.gemm_source,
+    }
+
+
+def budget_section() -> dict:
+    """The demo compute-optimal budget as a flat dict."""
+    answer = compute_optimal(**DEMO_BUDGET)
+    return {
+        **DEMO_BUDGET, "flops": answer.flops, "n_opt": answer.optimum.n_params,
+        "d_opt": answer.optimum.tokens, "loss": answer.loss,
+        "layers": answer.arch.num_layers, "hidden": answer.arch.hidden_size,
+        "days": answer.plan.days if answer.plan else None,
+        "energy_mwh": answer.plan.energy_mwh if answer.plan else None,
+    }
+
+
 def run(args: argparse.Namespace) -> int:
     rows = roofline_section(args.dtype)
+    plan = plan_section()
+    budget = budget_section()
     if args.json:
-        print_json({"roofline": rows})
+        print_json({"roofline": rows, "plan": plan, "budget": budget})
         return 0
     columns = ["gpu", "gemm", "m", "n", "k", "bound", "lower_bound_us", "estimate_us",
                "estimate_tflops", "waves", "tail_efficiency"]
@@ -66,6 +98,14 @@ def run(args: argparse.Namespace) -> int:
                "waves", "tail eff."]
     print_table(headers, ([r[c] for c in columns] for r in rows),
                 title=f"Roofline of common training GEMMs ({args.dtype}, published peak specs)")
-    print("Next: `gemmperf gpus`, `gemmperf roofline --gpu h100-sxm --m 8192 --n 8192 --k 8192 "
+    print(f"\nTraining plan: {plan['arch']} on {plan['num_gpus']} x {plan['gpu']} for "
+          f"{plan['tokens']:.3g} tokens: step {plan['step_time_s']:.2f} s, MFU {plan['mfu']:.1%}, "
+          f"{plan['days']:.1f} days, {plan['gpu_hours']:,.0f} GPU-hours, "
+          f"{plan['energy_mwh']:.0f} MWh (GEMM times from {plan['gemm_source']}).")
+    print(f"Budget: {budget['gpu_hours']:,.0f} {budget['gpu']} GPU-hours = {budget['flops']:.3g} "
+          f"FLOPs -> N_opt {budget['n_opt']:.3g} params, D_opt {budget['d_opt']:.3g} tokens "
+          f"({budget['law']} law), e.g. {budget['layers']} layers x {budget['hidden']} wide, "
+          f"predicted loss {budget['loss']:.3f}.")
+    print("\nNext: `gemmperf gpus`, `gemmperf roofline --gpu h100-sxm --m 8192 --n 8192 --k 8192 "
           "--dtype bf16 --plot roofline.png`, `gemmperf import ...` (see README).")
     return 0

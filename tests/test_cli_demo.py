@@ -1,0 +1,27 @@
+"""`gemmperf demo`: the README's main job runs offline and answers every section."""
+
+from __future__ import annotations
+
+import json
+
+from gemmperf.cli import main
+from gemmperf.cli.demo import DEMO_GPUS, DEMO_SHAPES
+
+
+def test_demo_json_has_roofline_plan_and_budget(capsys):
+    assert main(["demo", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert len(out["roofline"]) == len(DEMO_GPUS) * len(DEMO_SHAPES)
+    for row in out["roofline"]:
+        # the estimate never beats the strict bound, and throughput never beats the peak
+        assert row["estimate_us"] >= row["lower_bound_us"] > 0
+        assert 0 < row["tail_efficiency"] <= 1
+    assert 0 < out["plan"]["mfu"] < 1 and out["plan"]["gpu_hours"] > 0
+    assert out["budget"]["n_opt"] > 0 and out["budget"]["d_opt"] > out["budget"]["n_opt"]
+
+
+def test_demo_table_names_the_sections(capsys):
+    assert main(["demo"]) == 0
+    text = capsys.readouterr().out
+    assert "Roofline of common training GEMMs" in text
+    assert "Training plan:" in text and "Budget:" in text
