@@ -239,8 +239,15 @@ def test_activation_and_state_memory_follow_korthikanti():
     # 34 sbh of Korthikanti et al. 2022 minus the two 1-byte dropout masks (no dropout here):
     # 2 bytes x (4h norms/residual + 3h QKV + h O + 8h MLP) = 32 h per token.
     assert activation_bytes_per_token(gpt3, 1, False) == pytest.approx(32 * h + 2 * 2 * a)
-    unfused = activation_bytes_per_token(gpt3, 1, False, s, flash_attention=False)
-    assert unfused - activation_bytes_per_token(gpt3, 1, False) == 5 * a * s
+    assert activation_bytes_per_token(gpt3, 1, False, dropout=True) == pytest.approx(
+        34 * h + 2 * 2 * a)
+    # Unfused attention keeps the softmax output (2 as); with attention dropout also its mask
+    # and output: Korthikanti's 5 as.
+    flash = activation_bytes_per_token(gpt3, 1, False, s, dropout=True)
+    unfused = activation_bytes_per_token(gpt3, 1, False, s, flash_attention=False, dropout=True)
+    assert unfused - flash == 5 * a * s
+    plain = activation_bytes_per_token(gpt3, 1, False, s, flash_attention=False)
+    assert plain - activation_bytes_per_token(gpt3, 1, False) == 2 * a * s
     par = Parallelism(tp=8, pp=16, dp=4)
     sharded = estimate_memory(gpt3, par, seq_len=s, capacity_bytes=80e9, micro_batches=16)
     plain = estimate_memory(gpt3, Parallelism(tp=8, pp=16, dp=4, distributed_optimizer=False),

@@ -113,7 +113,15 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--virtual-stages", type=int, help="interleaved pipeline depth")
     parser.add_argument("--recompute", choices=("auto", "none", "full"), default="auto")
     parser.add_argument("--no-flash-attention", action="store_true",
-                        help="unfused attention (pre-2022 frameworks)")
+                        help="unfused attention (pre-2022 frameworks); same as --attention unfused")
+    parser.add_argument("--attention", choices=("fa2", "fa3", "fa4", "unfused"),
+                        help="attention kernel (default: the fastest published one for the GPU)")
+    parser.add_argument("--zero-stage", type=int, choices=(0, 1, 2, 3),
+                        help="data-parallel sharding: 1 distributed optimizer, 3 FSDP "
+                        "(default: searched over 1 and 3)")
+    parser.add_argument("--dropout", action="store_true", help="hidden/attention dropout on")
+    parser.add_argument("--grad-reduce-dtype", choices=("fp32", "bf16", "fp16"), default="fp32",
+                        help="precision of the data-parallel gradient reduction")
     parser.add_argument("--no-predictor", action="store_true",
                         help="use the calibrated roofline even where the predictor covers the GPU")
     parser.add_argument("--lenient", action="store_true",
@@ -131,6 +139,8 @@ def _plan_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "ep": args.ep, "micro_batch": args.micro_batch, "virtual_stages": args.virtual_stages,
         "recompute": {"auto": None, "none": False, "full": True}[args.recompute],
         "flash_attention": not args.no_flash_attention, "use_predictor": not args.no_predictor,
+        "attention": args.attention, "zero_stage": args.zero_stage, "dropout": args.dropout,
+        "grad_reduce_dtype": args.grad_reduce_dtype,
     }
 
 
@@ -153,6 +163,8 @@ def _print_plan(plan: Any) -> None:
         ("step time", f"{plan.step_time_s:.3f} s"),
         ("tokens/s per GPU", f"{plan.tokens_per_s_per_gpu:,.0f}"),
         ("MFU / HFU / MFU (PaLM)", f"{plan.mfu:.1%} / {plan.hfu:.1%} / {plan.mfu_palm:.1%}"),
+        ("attention kernel / sustained clock",
+         f"{plan.attention_kernel} / {plan.sustained_clock_factor:g} x burst"),
         ("model TFLOP/s per GPU", f"{plan.model_tflops_per_gpu:.1f}"),
         ("wall clock", f"{plan.days:,.1f} days for {plan.tokens:.3g} tokens"),
         ("GPU-hours", f"{plan.gpu_hours:,.0f}"),

@@ -4,8 +4,10 @@
   Hugging Face ``config.json`` or a preset (``data/archs``), parameter counts;
 * :mod:`~gemmperf.training.gemms` -- the forward/dgrad/wgrad GEMMs of a training step, FLOPs;
 * :mod:`~gemmperf.training.planner` -- step time, MFU/HFU, GPU-hours, energy, cost
-  (:mod:`~gemmperf.training.costmodel`, :mod:`~gemmperf.training.step`,
-  :mod:`~gemmperf.training.comm`, :mod:`~gemmperf.training.memory`);
+  (:mod:`~gemmperf.training.plan`, :mod:`~gemmperf.training.costmodel` (GEMMs),
+  :mod:`~gemmperf.training.kernels` (fused attention, memory-bound kernels, sustained clocks),
+  :mod:`~gemmperf.training.step`, :mod:`~gemmperf.training.comm`,
+  :mod:`~gemmperf.training.memory`);
 * :mod:`~gemmperf.training.scaling`, :mod:`~gemmperf.training.budget` -- scaling laws and the
   budget -> (N, D, architecture, plan) solver;
 * :mod:`~gemmperf.training.calibrate` -- derives the efficiency calibration from real GEMM data.

@@ -51,6 +51,7 @@ class SystemSpec:
     memory_usable_fraction: float
     memory_reserved_bytes: float
     pue: float
+    overlap_slowdown: float = 0.0    # compute slowdown while a collective runs alongside it
 
     @classmethod
     def for_gpu(cls, gpu: GpuSpec, **overrides: Any) -> SystemSpec:
@@ -81,6 +82,7 @@ class SystemSpec:
             memory_usable_fraction=float(d["memory"]["usable_fraction"]),
             memory_reserved_bytes=float(d["memory"]["reserved_bytes"]),
             pue=float(d["pue"]["value"]),
+            overlap_slowdown=float(d["collective_overlap"]["compute_slowdown"]),
         )
         clean = {k: v for k, v in overrides.items() if v is not None}
         if clean:
@@ -97,6 +99,8 @@ class SystemSpec:
                 raise PlanError(f"{name} must be positive")
         if self.pue < 1.0:
             raise PlanError(f"PUE is at least 1.0 (facility energy / IT energy), got {self.pue}")
+        if not 0.0 <= self.overlap_slowdown < 1.0:
+            raise PlanError(f"overlap_slowdown must be in [0, 1), got {self.overlap_slowdown}")
 
     def link(self, group_size: int, stride: int) -> tuple[float, float]:
         """(effective bandwidth, latency) of a group of ``group_size`` ranks spaced ``stride``

@@ -1,25 +1,19 @@
-"""Time and power of the work in a training step: GEMMs, memory-bound kernels, optimizer.
+"""Time and power of the GEMMs of a training step.
 
 GEMMs: the trained predictor (``gemmperf.predict``) when its bundle trained on library-GEMM
 runtimes (cuBLAS via Vidur, XLA) of the GPU's chip -- its power too where it trained on power
 measured on that GPU; otherwise the strict roofline bent by the calibrated efficiency curve of
 :mod:`gemmperf.training.calibrate` (``data/training_calibration.json``): the GPU's own fit when
-its chip was measured, else the pooled fit. FlashAttention's two batched GEMMs keep the L x L
-score/probability tile on chip, so their DRAM traffic excludes it.
+its chip was measured, else the pooled fit. Unfused attention's two batched GEMMs are timed like
+any other GEMM (their L x L scores go through DRAM); fused attention is timed from its own kernel
+benchmarks in :mod:`gemmperf.training.kernels`.
 
-Memory-bound kernels (norms, residual adds, activation functions, rotary embeddings, MoE token
-permutes, the cross-entropy over the logits, the Adam update) are byte counts divided by the DRAM
-bandwidth times the measured efficiency of a memory-bound kernel. Byte counts per token and layer
-(2-byte activations; sequence parallelism divides them by tp):
-
-* each of 2 norms: read x, write y; backward read x, dy, write dx     -> 5 h
-* each of 2 residual adds: 2 reads + 1 write, forward and backward   -> 6 h
-* SwiGLU: forward 2f in, f out; backward 3f in, 2f out -> 8 f (GELU/ReLU: 5 f)
-* rotary on q and k, forward and backward, read + write               -> 4 (a + g) d
-* MoE dispatch and combine, forward and backward, read + write        -> 8 k h
-* cross-entropy on fp32 logits: write, read for the softmax, write the gradient -> 3 V (x4 B)
-* Adam step per parameter shard: read fp32 master, m, v, grad; write master, m, v and the bf16
-  copy -> 30 bytes (Megatron's mixed-precision distributed optimizer)
+Both sources are short-burst measurements at boost clock. Training holds the GPU at its power
+limit, so the compute part of every GEMM is divided by the GPU's sustained/burst matmul ratio
+(:func:`gemmperf.training.kernels.sustained_clock_factor`, 1.0 where none is published). The
+calibration measured 16-bit GEMMs; FP8 GEMMs are scaled by the GPU's measured FP8/BF16
+efficiency ratio (:func:`gemmperf.training.kernels.fp8_efficiency`). The memory-bound kernels
+(norms, activations, optimizer) live in :mod:`gemmperf.training.kernels`.
 """
 
 from __future__ import annotations
@@ -37,14 +31,11 @@ from gemmperf.errors import GemmperfError
 from gemmperf.hardware.specs import GpuSpec
 from gemmperf.problem import GemmProblem
 from gemmperf.roofline import roofline_arrays
-from gemmperf.training.arch import TransformerArch
 from gemmperf.training.calibrate import CALIBRATION_FILE, model_time
 from gemmperf.training.comm import system_defaults
 from gemmperf.training.errors import PlanError
-from gemmperf.training.gemms import ATTENTION_CORE, TrainingGemm
-
-ADAM_BYTES_PER_PARAM = 30.0
-ELEMENT_BYTES = 2.0
+from gemmperf.training.gemms import TrainingGemm
+from gemmperf.training.kernels import fp8_efficiency, sustained_clock_factor
 
 
 @lru_cache(maxsize=1)
@@ -90,16 +81,16 @@ def _math(problem: GemmProblem) -> tuple[str, int, int]:
     return problem.peak_key, problem.element_bytes, problem.output_bytes_per_element
 
 
-# Calibrated times by (GPU key, problem, fused): plans and layout searches re-time the same shapes.
-_TIMES: dict[tuple[str, GemmProblem, bool], float] = {}
+# Calibrated times by (GPU key, problem): plans and layout searches re-time the same shapes.
+_TIMES: dict[tuple[str, GemmProblem], float] = {}
 _TIMES_LIMIT = 500_000
 
 
-def _calibrated(gpu: GpuSpec, problems: Sequence[GemmProblem], fused: np.ndarray) -> np.ndarray:
+def _calibrated(gpu: GpuSpec, problems: Sequence[GemmProblem]) -> np.ndarray:
     out = np.empty(len(problems))
     todo: dict[tuple[str, int, int], list[int]] = {}
     for i, p in enumerate(problems):
-        hit = _TIMES.get((gpu.key, p, bool(fused[i])))
+        hit = _TIMES.get((gpu.key, p))
         if hit is None:
             todo.setdefault(_math(p), []).append(i)
         else:
@@ -107,6 +98,7 @@ def _calibrated(gpu: GpuSpec, problems: Sequence[GemmProblem], fused: np.ndarray
     if not todo:
         return out
     params, _ = gemm_params(gpu)
+    sustained = sustained_clock_factor(gpu)
     if len(_TIMES) > _TIMES_LIMIT:
         _TIMES.clear()
     for (key, a_bytes, c_bytes), idx in todo.items():
@@ -120,17 +112,33 @@ def _calibrated(gpu: GpuSpec, problems: Sequence[GemmProblem], fused: np.ndarray
                                 math_key=key)
         except GemmperfError as exc:
             raise PlanError(f"{gpu.name}: {exc}") from None
-        memory_s = np.asarray(r.memory_time_s, float).copy()
-        f = fused[rows]
-        if f.any():
-            # FlashAttention: the largest of A, B, C (the L x L tile) never leaves the chip.
-            sizes = np.stack([m * k * a_bytes, k * n * a_bytes, m * n * c_bytes]) * b
-            memory_s[f] = ((sizes.sum(axis=0) - sizes.max(axis=0)) / gpu.mem_bandwidth_bytes_s)[f]
-        times = model_time(params, r.compute_time_s, memory_s)
+        # The calibration measured 16-bit bursts; sustained training runs the tensor cores at
+        # the power-limited clock, and FP8 GEMMs reach a smaller share of their peak
+        # (kernels.sustained_clock_factor, kernels.fp8_efficiency).
+        scale = sustained * (fp8_efficiency(gpu) if key == "fp8" else 1.0)
+        times = model_time(params, np.asarray(r.compute_time_s, float) / scale,
+                           r.memory_time_s)
         out[rows] = times
         for i, t in zip(idx, times, strict=True):
-            _TIMES[(gpu.key, problems[i], bool(fused[i]))] = float(t)
+            _TIMES[(gpu.key, problems[i])] = float(t)
     return out
+
+
+def _sustained_scale(gpu: GpuSpec, problems: Sequence[GemmProblem]) -> np.ndarray:
+    """Per-problem slowdown of a burst-measured time at the sustained clock.
+
+    The compute share of the strict roofline, tc / (tc + tm), runs 1/factor slower; the
+    memory share does not.
+    """
+    factor = sustained_clock_factor(gpu)
+    if factor == 1.0:
+        return np.ones(len(problems))
+    tc = np.array([p.flops / gpu.peak(p.peak_key) for p in problems], float)
+    tm = np.array([p.batch * (p.element_bytes * (p.m * p.k + p.k * p.n)
+                              + p.output_bytes_per_element * p.m * p.n) for p in problems],
+                  float) / gpu.mem_bandwidth_bytes_s
+    share = tc / (tc + tm)
+    return share / factor + (1.0 - share)
 
 
 @lru_cache(maxsize=1)
@@ -225,59 +233,18 @@ def _predictor_timing(gpu: GpuSpec, problems: Sequence[GemmProblem]) -> GemmTimi
         return None
     values = np.array([_PREDICTED[(gpu.key, p)] for p in problems], float).reshape(-1, 2)
     label = f"predictor ({family}{'' if power_covered else '; power: TDP fallback'})"
-    return GemmTiming(values[:, 0], values[:, 1], label)
+    return GemmTiming(values[:, 0] * _sustained_scale(gpu, problems), values[:, 1], label)
 
 
-def time_gemms(gpu: GpuSpec, gemms: Sequence[TrainingGemm], *, use_predictor: bool = True,
-               flash_attention: bool = True) -> GemmTiming:
-    """Time and power of each GEMM entry (one kernel launch of its problem)."""
+def time_gemms(gpu: GpuSpec, gemms: Sequence[TrainingGemm], *, use_predictor: bool = True
+               ) -> GemmTiming:
+    """Time and power of each GEMM entry (one kernel launch of its problem), sustained clock."""
     problems = [g.problem for g in gemms]
     if use_predictor:
         predicted = _predictor_timing(gpu, problems)
         if predicted is not None:
             return predicted
-    fused = np.array([flash_attention and g.kind in ATTENTION_CORE for g in gemms])
-    runtime = _calibrated(gpu, problems, fused)
+    runtime = _calibrated(gpu, problems)
     gemm_fraction, _ = power_fractions()
     return GemmTiming(runtime, np.full(len(problems), gemm_fraction * gpu.tdp_w),
                       gemm_params(gpu)[1])
-
-
-# -- memory-bound work -------------------------------------------------------------------------
-
-def layer_elementwise_bytes(arch: TransformerArch, *, tokens: int, tp: int, moe_layer: bool,
-                            recompute: bool, seq_len: int = 0, flash_attention: bool = True
-                            ) -> float:
-    """DRAM bytes of one layer's non-GEMM kernels for ``tokens`` tokens (module doc).
-
-    Unfused attention adds a softmax over each head's L x L scores: forward read scores, write
-    probabilities; backward read probabilities and their gradient, write the score gradient
-    (5 L^2 two-byte elements per head and sequence; 7 with recomputation).
-    """
-    h = arch.hidden_size
-    a, g = arch.num_heads, arch.num_kv_heads
-    per_token = 2 * 5 * h + 2 * 6 * h
-    if arch.position_embedding == "rope":
-        per_token += 4 * (a + g) * (arch.qk_rope_head_dim if arch.is_mla else arch.head_dim)
-    act = 8 if arch.gated_mlp else 5
-    if moe_layer:
-        k = arch.experts_per_token
-        per_token += act * (k * arch.moe_intermediate_size + arch.shared_expert_intermediate_size)
-        per_token += 8 * k * h
-    else:
-        per_token += act * arch.intermediate_size
-    if recompute:
-        per_token *= 1.4  # the forward share (~2 of 5 passes over each tensor) runs again
-    if not flash_attention:
-        per_token += (7 if recompute else 5) * a * seq_len  # tokens x L scores per head
-    return ELEMENT_BYTES * per_token * tokens / tp
-
-
-def head_elementwise_bytes(arch: TransformerArch, *, tokens: int, tp: int) -> float:
-    """Cross-entropy over fp32 logits plus the embedding lookup and its gradient scatter."""
-    return 3 * 4.0 * tokens * arch.vocab_size / tp + 2 * ELEMENT_BYTES * tokens * arch.hidden_size
-
-
-def memory_time(gpu: GpuSpec, nbytes: float) -> float:
-    """Seconds to move ``nbytes`` through DRAM at the measured memory-bound efficiency."""
-    return nbytes / (gpu.mem_bandwidth_bytes_s * memory_bound_efficiency())

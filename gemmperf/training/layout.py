@@ -2,8 +2,13 @@
 
 Rank order follows Megatron-LM: tensor-parallel ranks are innermost (adjacent GPUs of a node),
 then pipeline stages, then data-parallel replicas. Expert parallelism (MoE) splits each layer's
-experts over ``ep`` data-parallel ranks. Sequence parallelism is on whenever ``tp > 1`` and the
-optimizer state is sharded over data-parallel ranks (Megatron's distributed optimizer, ZeRO-1).
+experts over ``ep`` data-parallel ranks. Sequence parallelism is on whenever ``tp > 1``.
+
+Data-parallel sharding (``zero_stage``, Rajbhandari et al. 2020): 0 replicates everything and
+all-reduces fp32 gradients; 1 shards the optimizer state (Megatron's distributed optimizer, the
+default); 2 also shards gradients, reduce-scattering them after every micro-batch; 3 also shards
+the weights (PyTorch FSDP FULL_SHARD), all-gathering each layer's weights before its forward and
+again before its backward.
 """
 
 from __future__ import annotations
@@ -34,10 +39,16 @@ class Parallelism:
     virtual_stages: int = 1
     distributed_optimizer: bool = True
     flash_attention: bool = True
+    zero_stage: int = 1
 
     @property
     def num_gpus(self) -> int:
         return self.tp * self.pp * self.dp
+
+    @property
+    def sharding(self) -> int:
+        """Effective ZeRO stage: 0 when the distributed optimizer is switched off."""
+        return self.zero_stage if self.distributed_optimizer else 0
 
     def check(self, arch: TransformerArch) -> None:
         """Raise :class:`PlanError` if the layout cannot run ``arch``."""
@@ -48,6 +59,8 @@ class Parallelism:
         if self.pp * self.virtual_stages > arch.num_layers:
             raise PlanError(f"{arch.name} has {arch.num_layers} layers: too few for "
                             f"{self.pp} pipeline stages x {self.virtual_stages} virtual stages")
+        if self.zero_stage not in (0, 1, 2, 3) or isinstance(self.zero_stage, bool):
+            raise PlanError(f"zero_stage must be 0, 1, 2 or 3, got {self.zero_stage!r}")
         if self.ep > 1 and self.dp % self.ep:
             raise PlanError(f"expert parallel size {self.ep} must divide the data-parallel size "
                             f"{self.dp}")
@@ -59,6 +72,8 @@ class Parallelism:
         if self.virtual_stages > 1:
             parts.append(f"v{self.virtual_stages}")
         parts.append(f"mb{self.micro_batch}")
+        if self.sharding != 1:
+            parts.append(f"ZeRO-{self.sharding}")
         if self.recompute:
             parts.append("full-recompute")
         if not self.flash_attention:

@@ -17,12 +17,18 @@ Conventions:
   scores) and GEMMs that tensor parallelism runs redundantly: the FLOPs the GPUs executed.
 * Energy = GPU power x time x PUE (GPU power from the predictor, else TDP x the fractions in
   ``data/training_systems.json``); CPUs, network and storage are not included beyond the PUE.
+
+The plan is the steady state of the training loop. Not modelled: job restarts, failures and the
+work redone after them, checkpoint writes, evaluation, data-loader stalls, batch-size ramp-up,
+long-context stages run at another sequence length, and host (CPU/Python) overheads. Published
+wall-clock GPU-hours include them, so a plan predicts fewer GPU-hours than a run reports.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -33,64 +39,27 @@ from gemmperf.training.comm import SystemSpec
 from gemmperf.training.config import get_preset, load_arch
 from gemmperf.training.costmodel import time_gemms
 from gemmperf.training.errors import ArchConfigError, DoesNotFitError, PlanError
-from gemmperf.training.gemms import TrainingGemm, check_parallel, flops_per_token, training_gemms
+from gemmperf.training.gemms import (
+    ATTENTION_CORE,
+    TrainingGemm,
+    check_parallel,
+    flops_per_token,
+    training_gemms,
+)
+from gemmperf.training.kernels import resolve_attention, sustained_clock_factor
 from gemmperf.training.layout import Parallelism
 from gemmperf.training.memory import MemoryEstimate, estimate_memory
+from gemmperf.training.plan import GIB, TrainingPlan
 from gemmperf.training.scaling import get_law
 from gemmperf.training.step import MicrobatchCost, StepCost, microbatch_cost, step_cost
 
 TP_CHOICES = (1, 2, 4, 8, 16)
+# ZeRO stages tried when not fixed, in order: the distributed optimizer, then FSDP full sharding
+# only if nothing fits (the FSDP overlap model is optimistic against Narayanan et al. 2021's
+# ZeRO-3 measurements at moderate scale; see benchmarks/training_validation.py).
+ZERO_CHOICES = (1, 3)
 MICRO_BATCH_CHOICES = (1, 2, 4, 8)
 VIRTUAL_STAGE_CHOICES = (1, 2, 4)
-GIB = 2**30
-
-
-@dataclass(frozen=True)
-class TrainingPlan:
-    """A training run on a cluster: its layout, speed, duration, energy and cost."""
-
-    arch: str
-    gpu: str
-    dtype: str
-    num_gpus: int
-    parallelism: Parallelism
-    seq_len: int
-    global_batch_tokens: int
-    tokens: float
-    steps: float
-    step_time_s: float
-    tokens_per_s: float
-    tokens_per_s_per_gpu: float
-    model_flops_per_token: float
-    mfu: float
-    hfu: float
-    mfu_palm: float
-    model_tflops_per_gpu: float
-    days: float
-    gpu_hours: float
-    energy_mwh: float
-    avg_gpu_power_w: float
-    pue: float
-    usd: float | None
-    price_per_gpu_hour: float | None
-    memory: MemoryEstimate
-    breakdown_s: dict[str, float]          # compute / memory / communication / bubble per step
-    breakdown_kind_s: dict[str, float]     # GEMM time per step by kind (per GPU, stage average)
-    communication_s: dict[str, float]
-    gemm_source: str
-    notes: tuple[str, ...] = field(default=())
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready mapping (the CLI's ``--json`` output)."""
-        out = asdict(self)
-        out["parallelism"] = {**asdict(self.parallelism), "layout": self.parallelism.describe()}
-        mem = self.memory
-        out["memory"] = {"total_gib": mem.total / GIB, "capacity_gib": mem.capacity / GIB,
-                         "weights_gib": mem.weights / GIB, "gradients_gib": mem.gradients / GIB,
-                         "optimizer_gib": mem.optimizer / GIB,
-                         "activations_gib": mem.activations / GIB, "logits_gib": mem.logits / GIB}
-        out["notes"] = list(self.notes)
-        return out
 
 
 def _preset_training(arch: TransformerArch) -> dict[str, Any]:
@@ -120,10 +89,17 @@ class _Planner:
     """Evaluates layouts for one (arch, GPU, cluster, batch) question; caches GEMM timings."""
 
     def __init__(self, arch: TransformerArch, gpu: GpuSpec, system: SystemSpec, *, num_gpus: int,
-                 seq_len: int, batch_seqs: int, dtype: str, use_predictor: bool) -> None:
+                 seq_len: int, batch_seqs: int, dtype: str, use_predictor: bool,
+                 attention: str = "unfused", dropout: bool = False,
+                 grad_reduce_bytes: float = 4.0, check_memory: bool = True,
+                 overlap: bool = True) -> None:
         self.arch, self.gpu, self.system = arch, gpu, system
         self.num_gpus, self.seq_len, self.batch_seqs = num_gpus, seq_len, batch_seqs
         self.dtype, self.use_predictor = dtype, use_predictor
+        self.attention, self.dropout = attention, dropout
+        self.grad_reduce_bytes = grad_reduce_bytes
+        self.check_memory, self.overlap = check_memory, overlap
+        self.zero_fallback: int | None = None
         self.capacity = _capacity(gpu, system)
         self._mb: dict[tuple[int, int, int, bool, bool], MicrobatchCost] = {}
 
@@ -132,15 +108,19 @@ class _Planner:
 
     def memory(self, par: Parallelism) -> MemoryEstimate:
         return estimate_memory(self.arch, par, seq_len=self.seq_len,
-                               capacity_bytes=self.capacity, micro_batches=self.micro_batches(par))
+                               capacity_bytes=self.capacity, micro_batches=self.micro_batches(par),
+                               dropout=self.dropout)
 
     def cost(self, par: Parallelism) -> StepCost:
         key = (par.tp, par.ep, par.micro_batch, par.recompute, par.flash_attention)
         if key not in self._mb:
             self._mb[key] = microbatch_cost(self.arch, self.gpu, par, seq_len=self.seq_len,
-                                            dtype=self.dtype, use_predictor=self.use_predictor)
+                                            dtype=self.dtype, use_predictor=self.use_predictor,
+                                            attention=self.attention)
         return step_cost(self.arch, self.gpu, self.system, par, self._mb[key],
-                         seq_len=self.seq_len, micro_batches=self.micro_batches(par))
+                         seq_len=self.seq_len, micro_batches=self.micro_batches(par),
+                         attention=self.attention, dropout=self.dropout,
+                         grad_reduce_bytes=self.grad_reduce_bytes, overlap=self.overlap)
 
     def prefetch(self, layouts: list[Parallelism]) -> None:
         """Time the GEMMs of every layout in one batch (one predictor call, one cache fill)."""
@@ -151,10 +131,12 @@ class _Planner:
             if key in seen:
                 continue
             seen.add(key)
-            gemms.extend(training_gemms(self.arch, seq_len=self.seq_len,
-                                        micro_batch=par.micro_batch, tp=par.tp, ep=par.ep,
-                                        dtype=self.dtype, recompute=par.recompute,
-                                        flash_attention=par.flash_attention))
+            fused = par.flash_attention and self.attention != "unfused"
+            gemms.extend(g for g in training_gemms(
+                self.arch, seq_len=self.seq_len, micro_batch=par.micro_batch, tp=par.tp,
+                ep=par.ep, dtype=self.dtype, recompute=par.recompute,
+                flash_attention=par.flash_attention)
+                if not (fused and g.kind in ATTENTION_CORE))
         if gemms and self.use_predictor:
             time_gemms(self.gpu, gemms, use_predictor=True)
 
@@ -166,6 +148,8 @@ class _Planner:
                                           or t % a.num_kv_heads == 0)]
         mbs = [fixed["micro_batch"]] if fixed.get("micro_batch") else list(MICRO_BATCH_CHOICES)
         rcs = [fixed["recompute"]] if fixed.get("recompute") is not None else [False, True]
+        zeros = [fixed["zero_stage"]] if fixed.get("zero_stage") is not None \
+            else [self.zero_fallback or ZERO_CHOICES[0]]
         if fixed.get("ep"):
             eps = [fixed["ep"]]
         elif a.is_moe:
@@ -178,18 +162,16 @@ class _Planner:
                 continue
             pps = [fixed["pp"]] if fixed.get("pp") else [
                 p for p in range(1, min(a.num_layers, n // tp) + 1) if (n // tp) % p == 0]
-            for rc in rcs:
-                for mb in mbs:
-                    for ep in eps:
-                        for pp in pps:
-                            found = self._fitting(tp, pp, ep, mb, rc, fixed)
-                            if found:
-                                out.extend(found)
-                                break  # smallest pipeline that fits: more stages add bubble
+            for rc, zero, mb, ep in itertools.product(rcs, zeros, mbs, eps):
+                for pp in pps:
+                    found = self._fitting(tp, pp, ep, mb, rc, zero, fixed)
+                    if found:
+                        out.extend(found)
+                        break  # smallest pipeline that fits: more stages add bubble
         return out
 
-    def _fitting(self, tp: int, pp: int, ep: int, mb: int, rc: bool, fixed: dict[str, Any]
-                 ) -> list[Parallelism]:
+    def _fitting(self, tp: int, pp: int, ep: int, mb: int, rc: bool, zero: int,
+                 fixed: dict[str, Any]) -> list[Parallelism]:
         """Layouts with these degrees that fit in memory (one per interleaving depth)."""
         n, a = self.num_gpus, self.arch
         if (n // tp) % pp:
@@ -204,8 +186,9 @@ class _Planner:
         out = []
         for v in vs:
             par = Parallelism(tp=tp, pp=pp, dp=dp, ep=ep, micro_batch=mb, recompute=rc,
-                              virtual_stages=v, flash_attention=fixed.get("flash_attention", True))
-            if pp * v <= a.num_layers and self.memory(par).fits:
+                              virtual_stages=v, flash_attention=fixed.get("flash_attention", True),
+                              zero_stage=zero)
+            if pp * v <= a.num_layers and (not self.check_memory or self.memory(par).fits):
                 out.append(par)
         return out
 
@@ -221,13 +204,24 @@ def plan_training(arch: str | Path | TransformerArch | dict[str, Any], *, gpu: s
                   tp: int | None = None, pp: int | None = None, ep: int | None = None,
                   micro_batch: int | None = None, recompute: bool | None = None,
                   virtual_stages: int | None = None, flash_attention: bool = True,
-                  system: SystemSpec | None = None, use_predictor: bool = True) -> TrainingPlan:
+                  system: SystemSpec | None = None, use_predictor: bool = True,
+                  zero_stage: int | None = None, attention: str | None = None,
+                  dropout: bool = False, grad_reduce_dtype: str = "fp32",
+                  overlap_grad_reduce: bool = True, check_memory: bool = True) -> TrainingPlan:
     """Plan training ``arch`` on ``num_gpus`` x ``gpu`` for ``tokens`` tokens.
 
     ``seq_len`` defaults to the preset's training length (else 4096, capped by the model's
     positions), ``global_batch_tokens`` to the preset's published batch (else DeepSeek's
-    B_opt). Layout arguments left as None are chosen (see module doc). Raises
-    :class:`DoesNotFitError` when no layout fits in memory.
+    B_opt). Layout arguments left as None are chosen (see module doc); ``zero_stage`` (0-3)
+    defaults to 1 (distributed optimizer), with 3 (FSDP) tried only when nothing else fits.
+    ``attention`` names the attention kernel (``fa2``, ``fa3``, ``fa4``, ``unfused``; default:
+    the fastest published one for the GPU, see :mod:`gemmperf.training.kernels`);
+    ``flash_attention=False`` is ``attention="unfused"``. ``dropout`` adds hidden (and,
+    unfused, attention) dropout; ``grad_reduce_dtype`` (fp32, bf16, fp16) is the precision of
+    data-parallel gradient reductions and ``overlap_grad_reduce`` whether they overlap the
+    backward pass. Raises :class:`DoesNotFitError` when no layout fits in memory;
+    ``check_memory=False`` skips that check (to time a layout known to run, e.g. one whose
+    framework saves memory the estimate does not see) and says so in the plan's notes.
     """
     arch = load_arch(arch)
     spec = _resolve_gpu(gpu)
@@ -254,14 +248,25 @@ def plan_training(arch: str | Path | TransformerArch | dict[str, Any], *, gpu: s
             seq_len = min(seq_len, arch.max_position_embeddings)
     if seq_len < 1:
         raise PlanError("seq_len must be positive")
+    kernel = resolve_attention(spec, attention, flash_attention)
+    reduce_dtype = canonical_dtype(grad_reduce_dtype)
+    if reduce_dtype not in ("f32", "bf16", "f16"):
+        raise PlanError(f"grad_reduce_dtype must be fp32, bf16 or fp16, got {grad_reduce_dtype}")
+    flash_attention = kernel != "unfused"
+    if zero_stage is not None and (isinstance(zero_stage, bool) or zero_stage not in (0, 1, 2, 3)):
+        raise PlanError(f"zero_stage must be 0, 1, 2 or 3, got {zero_stage!r}")
     if global_batch_tokens is None:
         global_batch_tokens, why = _default_batch_tokens(arch, seq_len, tokens)
         notes.append(f"global batch {global_batch_tokens:,} tokens ({why})")
     batch_seqs = max(1, round(global_batch_tokens / seq_len))
     planner = _Planner(arch, spec, system, num_gpus=num_gpus, seq_len=seq_len,
-                       batch_seqs=batch_seqs, dtype=dtype, use_predictor=use_predictor)
+                       batch_seqs=batch_seqs, dtype=dtype, use_predictor=use_predictor,
+                       attention=kernel, dropout=bool(dropout),
+                       grad_reduce_bytes=4.0 if reduce_dtype == "f32" else 2.0,
+                       check_memory=check_memory, overlap=bool(overlap_grad_reduce))
     fixed = {"tp": tp, "pp": pp, "ep": ep, "micro_batch": micro_batch, "recompute": recompute,
-             "virtual_stages": virtual_stages, "flash_attention": flash_attention}
+             "virtual_stages": virtual_stages, "flash_attention": flash_attention,
+             "zero_stage": zero_stage}
     if tp or ep:
         check_parallel(arch, tp or 1, ep or 1)
     if (tp or 1) * (pp or 1) > num_gpus or num_gpus % ((tp or 1) * (pp or 1)):
@@ -270,9 +275,16 @@ def plan_training(arch: str | Path | TransformerArch | dict[str, Any], *, gpu: s
         Parallelism(tp=tp, pp=pp, dp=num_gpus // (tp * pp), ep=ep or 1,
                     micro_batch=micro_batch or 1, virtual_stages=virtual_stages or 1).check(arch)
     candidates = planner.candidates(fixed)
+    if not candidates and zero_stage is None:
+        planner.zero_fallback = ZERO_CHOICES[-1]
+        candidates = planner.candidates(fixed)
+        if candidates:
+            notes.append("ZeRO-3 (FSDP) sharding: nothing fits with the distributed optimizer")
     if not candidates:
         _raise_no_fit(planner, fixed)
     planner.prefetch(candidates)
+    if not check_memory:
+        notes.append("memory check skipped (check_memory=False)")
     costs = [(planner.cost(p), p) for p in candidates]
     cost, par = min(costs, key=lambda cp: (cp[0].step_s, cp[1].tp * cp[1].pp))
     return _assemble(planner, par, cost, peak, tokens, price_per_gpu_hour, notes)
@@ -288,9 +300,11 @@ def _raise_no_fit(planner: _Planner, fixed: dict[str, Any]) -> None:
         raise PlanError(f"a global batch of {planner.batch_seqs} sequences cannot keep {n} GPUs "
                         f"busy (each of the {n // (tp * pp)} data-parallel replicas needs a "
                         "sequence): raise --global-batch-tokens or use fewer GPUs")
+    zero = fixed.get("zero_stage")
     par = Parallelism(tp=tp, pp=pp, dp=max(n // (tp * pp), 1), ep=fixed.get("ep") or 1,
                       micro_batch=fixed.get("micro_batch") or 1, recompute=True,
-                      flash_attention=fixed.get("flash_attention", True))
+                      flash_attention=fixed.get("flash_attention", True),
+                      zero_stage=max(ZERO_CHOICES) if zero is None else zero)
     mem = planner.memory(par)
     if mem.fits:
         given = {k: v for k, v in fixed.items() if v is not None and k != "flash_attention"}
@@ -321,6 +335,18 @@ def _assemble(planner: _Planner, par: Parallelism, cost: StepCost, peak: float, 
     gpu_hours = seconds * n / 3600.0
     energy_j = cost.energy_j_per_gpu * steps * n * system.pue
     notes.append(f"GEMM times from the {cost.gemm_source}")
+    sustained = sustained_clock_factor(gpu)
+    if sustained < 1.0:
+        notes.append(f"GEMM and attention compute at {sustained:.3f} x their burst speed: the "
+                     "GPU's published sustained/burst matmul throughput at its power limit")
+    else:
+        notes.append("no sustained-clock measurement for this GPU: GEMM and attention times are "
+                     "burst-rate and may be optimistic at the power limit")
+    if planner.attention != "unfused":
+        notes.append(f"attention: {planner.attention} (published kernel benchmarks, "
+                     "data/training_kernels.json)")
+    notes.append("steady state: restarts, failures, checkpointing, evaluation and batch ramp-up "
+                 "are not modelled")
     return TrainingPlan(
         arch=arch.name, gpu=gpu.key, dtype=planner.dtype, num_gpus=n, parallelism=par,
         seq_len=seq, global_batch_tokens=batch_tokens, tokens=float(tokens), steps=steps,
@@ -335,4 +361,5 @@ def _assemble(planner: _Planner, par: Parallelism, cost: StepCost, peak: float, 
         breakdown_s={"compute": cost.gemm_s, "memory": cost.memory_s,
                      "communication": cost.comm_s, "bubble": cost.bubble_s},
         breakdown_kind_s=dict(sorted(cost.kind_s.items(), key=lambda kv: -kv[1])),
-        communication_s=cost.comm_detail_s, gemm_source=cost.gemm_source, notes=tuple(notes))
+        communication_s=cost.comm_detail_s, gemm_source=cost.gemm_source, notes=tuple(notes),
+        attention_kernel=planner.attention, sustained_clock_factor=sustained)
