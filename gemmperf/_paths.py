@@ -1,8 +1,8 @@
 """Where gemmperf's bundled files live.
 
-The repository keeps ``data/``, ``kernels/`` and ``models/`` at its top level (fixed layout). A wheel
-carries them inside the package as ``_data``, ``_kernels`` and ``_models`` (see pyproject.toml); an
-editable install or a source checkout finds them next to the package.
+The repository keeps ``data/``, ``kernels/`` and ``models/`` at its top level (fixed layout).
+A wheel carries them inside the package as ``_data``, ``_kernels`` and ``_models`` (see
+pyproject.toml); an editable install or a source checkout finds them next to the package.
 """
 
 from __future__ import annotations

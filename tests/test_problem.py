@@ -24,7 +24,7 @@ def test_dtype_aliases(alias, canonical):
 
 
 def test_unknown_dtype_names_the_choices():
-    with pytest.raises(InvalidProblemError, match="unknown dtype 'f12'.*f32"):
+    with pytest.raises(InvalidProblemError, match=r"unknown dtype 'f12'.*f32"):
         GemmProblem(1, 1, 1, dtype="f12")
 
 
