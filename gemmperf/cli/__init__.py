@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "gemmperf.cli.importers",
     "gemmperf.cli.collect",
     "gemmperf.cli.training",
+    "gemmperf.cli.predict",
 )
 
 

@@ -1,0 +1,228 @@
+"""``gemmperf train | evaluate | cross-validate | predict``: the learned runtime/power/energy
+model (:mod:`gemmperf.predict`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Any
+
+from gemmperf.cli._output import print_json, print_table
+from gemmperf.errors import InvalidConfigError
+
+_DATA_HELP = ("record files (.jsonl/.parquet/.csv) or raw measurement files (Kernel Tuner caches, "
+              "library tables, power tables); a folder means the data files inside it")
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``train``, ``evaluate``, ``cross-validate`` and ``predict`` subcommands."""
+    p = subparsers.add_parser("train", help="train a runtime/power/energy model on measurements",
+                              description="Fit the tree-ensemble predictor on DATA and save a "
+                              "safe model bundle (.npz; .pkl writes a pickle).")
+    p.add_argument("data", nargs="+", metavar="DATA", help=_DATA_HELP)
+    p.add_argument("-o", "--output", required=True, metavar="MODEL", help="bundle to write")
+    _model_options(p)
+    p.add_argument("--json", action="store_true", help="print the bundle metadata as JSON")
+    p.set_defaults(func=run_train)
+
+    p = subparsers.add_parser("evaluate", help="score a model on measurements",
+                              description="Predict DATA with MODEL and report MAPE, median APE, "
+                              "R^2 of log runtime, within-problem Spearman and 80%% interval "
+                              "coverage, per target and per GPU.")
+    p.add_argument("data", nargs="+", metavar="DATA", help=_DATA_HELP)
+    p.add_argument("--model", default=None, help="model bundle (default: the shipped model)")
+    p.add_argument("--trust-pickle", action="store_true", help="allow loading a .pkl model")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.add_argument("--report", metavar="DIR", help="write PNG plots and a markdown summary")
+    p.set_defaults(func=run_evaluate)
+
+    p = subparsers.add_parser("cross-validate", help="held-out accuracy of the model recipe",
+                              description="Train on part of DATA, score the rest: random rows "
+                              "(within each GPU), held-out shapes, held-out GPUs, or held-out "
+                              "clocks.")
+    p.add_argument("data", nargs="+", metavar="DATA", help=_DATA_HELP)
+    p.add_argument("--split", required=True, choices=("random", "shape", "gpu", "clock"))
+    p.add_argument("--folds", type=int, default=5, help="folds of the shape/clock splits")
+    _model_options(p)
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.set_defaults(func=run_cross_validate)
+
+    p = subparsers.add_parser("predict", help="predict runtime, power and energy of one GEMM",
+                              description="Predict one GEMM on one GPU with a model bundle.")
+    p.add_argument("--model", default=None, help="model bundle (default: the shipped model)")
+    p.add_argument("--trust-pickle", action="store_true", help="allow loading a .pkl model")
+    p.add_argument("--gpu", required=True, help="GPU key, alias or name (see `gemmperf gpus`)")
+    p.add_argument("--m", type=int, required=True, help="rows of A and C")
+    p.add_argument("--n", type=int, required=True, help="columns of B and C")
+    p.add_argument("--k", type=int, required=True, help="inner dimension")
+    p.add_argument("--batch", type=int, default=1, help="independent products (default 1)")
+    p.add_argument("--dtype", required=True, help="operand type: f64 f32 tf32 f16 bf16 fp8 int8")
+    p.add_argument("--acc-dtype", default=None, help="accumulator type")
+    p.add_argument("--family", default=None,
+                   help="kernel family, e.g. clblast_xgemm, cublas, xla_library")
+    for name, text in (("tile-m", "thread-block tile rows"),
+                       ("tile-n", "thread-block tile columns"),
+                       ("tile-k", "thread-block tile depth"), ("threads", "threads per block"),
+                       ("stages", "pipeline stages"), ("split-k", "split-K slices"),
+                       ("regs", "registers per thread"), ("smem", "shared memory per block, B")):
+        p.add_argument(f"--{name}", type=int, default=None, help=text)
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="family tunable, e.g. --param VWM=4 --param SA=1 (repeatable)")
+    p.add_argument("--sm-clock", type=float, default=None, help="SM clock, MHz (locked clocks)")
+    p.add_argument("--mem-clock", type=float, default=None, help="memory clock, MHz")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.set_defaults(func=run_predict)
+
+
+def _model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--targets", default="runtime,power,energy",
+                   help="comma-separated targets among runtime, power, energy")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--learner", default="extra_trees", choices=("extra_trees", "random_forest"))
+    p.add_argument("--trees", type=int, default=None, help="trees per target (default 48)")
+    p.add_argument("--max-leaves", type=int, default=None, help="leaves per tree (default 8192)")
+    p.add_argument("--jobs", type=int, default=-1, help="parallel jobs (default -1: all cores)")
+
+
+def _make_model(args: argparse.Namespace) -> Any:
+    from gemmperf.features import TARGETS
+    from gemmperf.predict.forest import Predictor
+
+    targets = tuple(t.strip() for t in args.targets.split(",") if t.strip())
+    unknown = [t for t in targets if t not in TARGETS]
+    if unknown or not targets:
+        raise InvalidConfigError(f"--targets takes {', '.join(TARGETS)}, got {args.targets!r}")
+    params: dict[str, Any] = {"targets": targets, "random_state": args.seed,
+                              "learner": args.learner, "n_jobs": args.jobs}
+    if args.trees is not None:
+        params["n_estimators"] = args.trees
+    if args.max_leaves is not None:
+        params["max_leaf_nodes"] = args.max_leaves
+    return Predictor(**params)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Fit and save a model."""
+    from gemmperf.predict.data import describe_sources, load_data
+    from gemmperf.predict.persist import save_model
+
+    frame = load_data(args.data)
+    model = _make_model(args)
+    start = time.perf_counter()
+    model.fit(frame)
+    seconds = time.perf_counter() - start
+    path = save_model(model, args.output, metadata={
+        "training_files": describe_sources(frame), "training_seconds": round(seconds, 1)})
+    if args.json:
+        from gemmperf.predict.persist import read_metadata
+
+        print_json(read_metadata(path))
+        return 0
+    rows = [(t, model.n_train_[t], model.forests_[t].n_trees, model.forests_[t].n_nodes,
+             model.interval_scale_[t]) for t in model.forests_]
+    print_table(["target", "training rows", "trees", "nodes", "interval scale"], rows,
+                title=f"trained in {seconds:.0f} s -> {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    """Score a model on data."""
+    from gemmperf.predict.data import load_data
+    from gemmperf.predict.evaluate import evaluate_predictions
+    from gemmperf.predict.persist import load_model
+
+    model = load_model(args.model, trust_pickle=args.trust_pickle)
+    frame = load_data(args.data)
+    pred = model.predict(frame)
+    metrics = evaluate_predictions(frame, pred)
+    if args.report:
+        from gemmperf.report_predict import write_report
+
+        metrics["report"] = [str(p) for p in write_report(args.report, frame, pred, metrics)]
+    if args.json:
+        print_json(metrics)
+        return 0
+    _print_metrics(metrics, title=f"{len(frame)} rows")
+    return 0
+
+
+def run_cross_validate(args: argparse.Namespace) -> int:
+    """Held-out evaluation of the model recipe on data."""
+    from gemmperf.predict.data import load_data
+    from gemmperf.predict.evaluate import cross_validate
+
+    frame = load_data(args.data)
+    result = cross_validate(frame, args.split, lambda: _make_model(args), folds=args.folds,
+                            seed=args.seed)
+    if args.json:
+        print_json(result)
+        return 0
+    _print_metrics(result, title=f"--split {args.split}: pooled held-out rows")
+    rows = [(f["fold"], f["train_rows"], f["test_rows"], f.get("mape"), f.get("spearman"))
+            for f in result["folds"]]
+    print_table(["fold", "train rows", "test rows", "runtime MAPE %", "Spearman"], rows)
+    return 0
+
+
+def _print_metrics(metrics: dict[str, Any], title: str) -> None:
+    rows = []
+    for gpu, targets in metrics["gpus"].items():
+        for target, m in targets.items():
+            rows.append((gpu, target, m["n"], m["mape"], m["median_ape"], m["r2_log"],
+                         m["spearman"], m["coverage_80"]))
+    for target, m in metrics["targets"].items():
+        rows.append(("all", target, m["n"], m["mape"], m["median_ape"], m["r2_log"],
+                     m["spearman"], m["coverage_80"]))
+    print_table(["GPU", "target", "n", "MAPE %", "median APE %", "R2 (log)", "Spearman",
+                 "coverage 80%"], rows, title=title)
+
+
+def _parse_params(items: list[str]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InvalidConfigError(f"--param takes KEY=VALUE, got {item!r}")
+        try:
+            params[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key.strip()] = value
+    return params
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    """Predict one GEMM."""
+    import pandas as pd
+
+    from gemmperf.hardware.specs import get_gpu
+    from gemmperf.predict.persist import load_model
+    from gemmperf.problem import GemmProblem
+
+    gpu = get_gpu(args.gpu)
+    problem = GemmProblem(args.m, args.n, args.k, batch=args.batch, dtype=args.dtype,
+                          acc_dtype=args.acc_dtype)
+    params = _parse_params(args.param)
+    row = {"m": problem.m, "n": problem.n, "k": problem.k, "batch": problem.batch,
+           "dtype": problem.dtype, "acc_dtype": problem.acc_dtype, "gpu": gpu.key,
+           "family": args.family, "tile_m": args.tile_m, "tile_n": args.tile_n,
+           "tile_k": args.tile_k, "threads_per_block": args.threads, "stages": args.stages,
+           "split_k": args.split_k, "regs_per_thread": args.regs,
+           "smem_bytes_per_block": args.smem, "sm_clock_mhz": args.sm_clock,
+           "mem_clock_mhz": args.mem_clock, "params": json.dumps(params, sort_keys=True)}
+    model = load_model(args.model, trust_pickle=args.trust_pickle)
+    pred = model.predict(pd.DataFrame([row])).iloc[0].to_dict()
+    seen = {entry.get("gpu") for entry in model.training_data_}
+    out = {"gpu": gpu.key, "problem": f"{problem.m}x{problem.n}x{problem.k}",
+           "dtype": problem.dtype, "gpu_in_training_data": gpu.key in seen, **pred}
+    if args.json:
+        print_json(out)
+        return 0
+    rows = []
+    for column, unit in (("runtime_s", "s"), ("power_w", "W"), ("energy_j", "J")):
+        if column in pred:
+            rows.append((column, pred[column], pred[column + "_lo"], pred[column + "_hi"], unit))
+    note = "" if out["gpu_in_training_data"] else " (GPU not in the training data: transfer)"
+    print_table(["quantity", "predicted", "80% low", "80% high", "unit"], rows,
+                title=f"{out['problem']} {problem.dtype} on {gpu.name}{note}")
+    return 0

@@ -1,0 +1,140 @@
+"""Reading the predictor's inputs from a records frame: numeric and text columns, data-type
+facts, family tunables from the ``params`` JSON, and the CLBlast Xgemm launch footprint.
+
+All functions are vectorised over rows (a Python loop runs only over *distinct* values, e.g.
+distinct params texts), so that a 100k-row frame converts in well under a second.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+
+import numpy as np
+import pandas as pd
+
+from gemmperf.errors import DataFormatError
+from gemmperf.problem import GemmProblem
+
+#: GpuSpec math keys in a fixed order (the ``math_code`` feature is an index into it).
+MATH_KEYS = ("fp64", "fp32", "tf32", "fp16", "bf16", "fp16_acc16", "fp8", "int8")
+#: Math keys on the CUDA-core (SIMT) pipeline; every other key runs on tensor cores.
+SIMT_KEYS = ("fp64", "fp32")
+#: CLBlast Xgemm tunables (CLBlast src/kernels/level3/xgemm_part1.opencl); numeric features.
+XGEMM_PARAMS = ("MWG", "NWG", "KWG", "MDIMC", "NDIMC", "MDIMA", "NDIMB", "KWI", "VWM", "VWN",
+                "STRM", "STRN", "SA", "SB", "GEMMK", "KREG")
+#: Per-thread registers the CLBlast Xgemm kernel needs beyond its register tiles (indices,
+#: pointers, loop counters): an estimate; nvcc caps a thread at 255 registers and spills the rest.
+XGEMM_REG_OVERHEAD = 24
+MAX_REGS = 255
+REG_GRANULE = 8   # registers per thread are allocated per warp in units of 256 = 32 x 8
+
+
+def numeric_column(frame: pd.DataFrame, name: str) -> np.ndarray:
+    """A column as float64 (NaN where missing, non-numeric or absent)."""
+    if name not in frame.columns:
+        return np.full(len(frame), np.nan)
+    col = frame[name]
+    if col.dtype.kind in "fiub":
+        return col.to_numpy(dtype=np.float64, na_value=np.nan)
+    return pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def text_column(frame: pd.DataFrame, name: str) -> np.ndarray:
+    """A column as Python strings ("" where missing or absent)."""
+    if name not in frame.columns:
+        return np.full(len(frame), "", dtype=object)
+    values = frame[name].to_numpy(dtype=object)
+    return np.array(["" if v is None or v != v else str(v) for v in values], dtype=object)
+
+
+def family_params(frame: pd.DataFrame, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Family tunables from columns of the same name or from the ``params`` JSON, plus a
+    ``_flops`` count where params carry one. Each distinct params text is parsed once, and only
+    texts that mention one of the names (keeps 100k-row frames fast)."""
+    out = {name: numeric_column(frame, name) for name in names}
+    out["_flops"] = numeric_column(frame, "flops")
+    if "params" not in frame.columns or not len(frame):
+        return out
+    codes, uniques = pd.factorize(frame["params"].astype(object), sort=False)
+    uniques = list(uniques)
+    keys = [f'"{name}"' for name in (*names, "flops")]
+    wanted = [i for i, text in enumerate(uniques)
+              if isinstance(text, str) and any(key in text for key in keys)]
+    if not wanted:
+        return out
+    parsed = []
+    for i in wanted:
+        try:
+            value = json.loads(uniques[i])
+        except json.JSONDecodeError as exc:
+            raise DataFormatError(f"params is not JSON: {uniques[i][:60]!r} ({exc.msg})") from exc
+        parsed.append(value if isinstance(value, dict) else {})
+    columns = [*names, "flops"]
+    table = np.array([[_number(d.get(c)) for c in columns] for d in parsed], dtype=np.float64)
+    lookup = np.full(len(uniques) + 1, len(wanted))      # the extra row is all-NaN
+    lookup[wanted] = np.arange(len(wanted))
+    table = np.vstack([table, np.full((1, table.shape[1]), np.nan)])
+    rows = lookup[np.where(codes >= 0, codes, len(uniques))]
+    for j, name in enumerate((*names, "_flops")):
+        out[name] = np.where(np.isnan(out[name]), table[rows, j], out[name])
+    return out
+
+
+def _number(value: object) -> float:
+    return float(value) if isinstance(value, (int, float)) else np.nan
+
+
+@functools.lru_cache(maxsize=256)
+def _dtype_combo(dtype: str, acc: str, out: str) -> tuple[int, str, int]:
+    """(operand bytes, GpuSpec math key, output bytes) of a dtype/accumulator/output triple."""
+    problem = GemmProblem(1, 1, 1, dtype=dtype, acc_dtype=acc or None, out_dtype=out or None)
+    return problem.element_bytes, problem.peak_key, problem.output_bytes_per_element
+
+
+def dtype_info(frame: pd.DataFrame) -> tuple[np.ndarray, ...]:
+    """Per row: operand bytes, math-key code, tensor-core flag, output bytes (NaN: no dtype) and
+    a combo code grouping rows of one (dtype, acc, out) triple (-1: none)."""
+    n = len(frame)
+    size, code, tensor, out_bytes = (np.full(n, np.nan) for _ in range(4))
+    combo = np.full(n, -1, dtype=np.int64)
+    if "dtype" not in frame.columns:
+        return size, code, tensor, out_bytes, combo
+    texts = [text_column(frame, c) for c in ("dtype", "acc_dtype", "out_dtype")]
+    joined = np.char.add(np.char.add(texts[0].astype(str), "|"),
+                         np.char.add(np.char.add(texts[1].astype(str), "|"), texts[2].astype(str)))
+    codes, uniques = pd.factorize(joined)
+    for i, triple in enumerate(uniques):
+        dtype, acc, out = str(triple).split("|")
+        if not dtype:
+            continue
+        rows = codes == i
+        elem, key, c_bytes = _dtype_combo(dtype, acc, out)
+        size[rows], out_bytes[rows] = elem, c_bytes
+        code[rows] = MATH_KEYS.index(key)
+        tensor[rows] = float(key not in SIMT_KEYS)
+        combo[rows] = i
+    return size, code, tensor, out_bytes, combo
+
+
+def xgemm_footprint(p: dict[str, np.ndarray], elem: np.ndarray, threads: np.ndarray,
+                     regs_per_block: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-thread work, registers and shared memory of CLBlast Xgemm rows (NaN elsewhere).
+
+    Register tiles (xgemm_part1.opencl): cpm holds MWI x NWI accumulators, apm MWI and bpm NWI
+    values of A and B; shared memory: alm (KWG x MWG) when SA, blm (KWG x NWG) when SB. The
+    kernel declares its work-group size (reqd_work_group_size, i.e. launch bounds), so the
+    compiler fits the registers into the block's share of the register file and spills the rest.
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mwi = p["MWG"] / p["MDIMC"]
+        nwi = p["NWG"] / p["NDIMC"]
+        need = mwi * nwi + mwi + nwi + XGEMM_REG_OVERHEAD
+        fit = np.floor(regs_per_block / threads / REG_GRANULE) * REG_GRANULE
+        regs = np.minimum(need, np.fmin(fit, MAX_REGS))
+        sa = np.nan_to_num(p["SA"], nan=0.0)
+        sb = np.nan_to_num(p["SB"], nan=0.0)
+        smem = (sa * p["MWG"] + sb * p["NWG"]) * p["KWG"] * np.nan_to_num(elem, nan=4.0)
+        loads = (mwi / np.nan_to_num(p["VWM"], nan=1.0) + nwi / np.nan_to_num(p["VWN"], nan=1.0))
+        return {"MWI": mwi, "NWI": nwi, "regs": regs, "spill": np.maximum(need - regs, 0.0),
+                "smem": smem, "fragment_loads_per_fma": loads / (mwi * nwi)}

@@ -1,0 +1,316 @@
+"""Records -> feature matrix for the predictor: roofline terms, tiles, occupancy, hardware ratios.
+
+Every feature is either dimensionless or normalised by the GPU it runs on, so that one model can
+carry what it learned on one GPU to another: times are in units of the roofline bound, traffic in
+units of the compulsory bytes, shared memory in units of the SM's capacity. The targets are
+normalised the same way (:attr:`FeatureSet.log_base`): the predictor learns
+
+    log(runtime / runtime_base),  log(power / power_base),  log(energy / (power_base runtime_base))
+
+and adds the base back. ``power_base`` is the TDP scaled by a first-order clock trend
+(:data:`POWER_CLOCK_EXPONENT`); ``runtime_base`` is the roofline lower bound
+``max(flops / rate, compulsory_bytes / bandwidth)`` (:mod:`gemmperf.roofline`) with two physical
+corrections:
+
+* *Clock.* Where a row records the SM clock, the compute rate scales by clock / boost clock.
+* *Shared FP32/INT32 datapath.* On GA10x/AD10x (and Maxwell, Pascal, GB20x) some FP32 lanes also
+  execute the integer instructions of the main loop, so a SIMT GEMM cannot reach the quoted FP32
+  peak. With F FP32 and I = rho F INT32 instructions per SM, D dedicated and S shared lanes,
+  ``F + I <= (D + S) T`` and ``I <= S T`` give the attainable FP32 rate
+  ``min((D + S) / (1 + rho), S / rho)`` lanes per clock (``data/simt_datapaths.json``).
+  ``rho`` (:data:`INT32_PER_FP32_SIMT`) is an assumption, not a spec number.
+
+Rows without a GEMM shape (power tables of other kernels) get a 1 ms base unless their params
+carry a ``flops`` count. Family tunables (CLBlast Xgemm's VWM, SA, ...) are features where a row
+has them; a missing value is :data:`MISSING` (below every real value, so trees route it alike).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from gemmperf._paths import data_dir
+from gemmperf.errors import DataFormatError, UnknownGpuError
+from gemmperf.feature_inputs import (
+    MATH_KEYS,
+    XGEMM_PARAMS,
+    dtype_info,
+    family_params,
+    numeric_column,
+    text_column,
+    xgemm_footprint,
+)
+from gemmperf.hardware.occupancy import cc_limits, occupancy_arrays
+from gemmperf.hardware.specs import GpuSpec, find_gpu, get_gpu
+from gemmperf.roofline import roofline_arrays
+
+#: Bump when a feature's meaning changes: a model bundle records the version it was trained with.
+FEATURE_VERSION = 1
+#: Stand-in for "not applicable / unknown" (trees send it to one side consistently).
+MISSING = -1.0e6
+#: INT32 instructions per FP32 instruction in a SIMT GEMM main loop (address arithmetic, loop
+#: control). Assumed; it sets how far a shared FP32/INT32 datapath falls short of the FP32 peak
+#: (see the module doc). 0.25 puts a GA10x SM at 0.8 of its FP32 peak.
+INT32_PER_FP32_SIMT = 0.25
+#: Power base = TDP x (SM clock / boost clock) ** this. Board power has a static part (flat in
+#: the clock) and a dynamic part (~ f V^2, at least linear); trees cannot extrapolate, so the base
+#: carries a first-order clock trend and the trees learn the rest. 0.5 sits between the two
+#: (chosen on the DVFS and clock-sweep tables, see models/MODEL_CARD.md).
+POWER_CLOCK_EXPONENT = 0.5
+#: Runtime base for rows with no flop count (non-GEMM kernels of the power tables).
+DEFAULT_BASE_S = 1.0e-3
+CATEGORICAL_FEATURES = ("family", "kernel_name")
+
+#: Numeric features, in the order of the matrix columns.
+NUMERIC_FEATURES: tuple[str, ...] = (
+    # problem
+    "log2_m", "log2_n", "log2_k", "log2_batch", "element_bytes", "math_code", "tensor_core",
+    "log_flops", "log_intensity", "log_intensity_over_ridge",
+    # roofline (seconds, log) and the tile/wave model
+    "log_compute_s", "log_memory_s", "log_base_s", "compute_over_memory",
+    "tile_traffic_ratio", "log2_tiles", "waves", "tail_efficiency", "estimate_over_base",
+    # kernel configuration
+    "tile_m", "tile_n", "tile_k", "threads_per_block", "stages", "split_k",
+    "regs_per_thread", "smem_fraction", "blocks_per_sm", "occupancy", "work_per_thread",
+    "tile_reuse", "reg_spill",
+    # CLBlast Xgemm family
+    *XGEMM_PARAMS, "MWI", "NWI", "fragment_loads_per_fma",
+    # problem x hardware, and the clock state
+    "log_footprint_over_l2", "clock_ratio", "mem_clock_mhz",
+)
+# No GPU-identity features (SM count, compute capability, per-SM capacities...): with a handful
+# of GPUs in the data they let trees memorise each GPU's level, which then lands arbitrarily on
+# a GPU never seen (measured: leave-one-GPU-out error on the Kernel Tuner spaces got worse). The
+# hardware enters through the bases and through the problem x hardware terms above.
+
+TARGETS = ("runtime", "power", "energy")
+TARGET_COLUMNS = {"runtime": "runtime_s", "power": "power_w", "energy": "energy_j"}
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """The feature matrix of a records frame and the log bases the targets are relative to."""
+
+    numeric: pd.DataFrame              # NUMERIC_FEATURES, float64, MISSING where not applicable
+    categorical: pd.DataFrame          # CATEGORICAL_FEATURES as text ("" where absent)
+    log_base: Mapping[str, np.ndarray]  # target -> log of its base (runtime s, power W, energy J)
+    gpu: np.ndarray                    # canonical GPU key per row
+
+
+@functools.lru_cache(maxsize=1)
+def _datapaths() -> dict[str, tuple[int, int]]:
+    path = data_dir() / "simt_datapaths.json"
+    try:
+        doc = json.loads(path.read_text())
+        return {e["compute_capability"]: (int(e["fp32_lanes_per_sm"]),
+                                          int(e["shared_int32_lanes_per_sm"]))
+                for e in doc["compute_capabilities"]}
+    except (OSError, KeyError, TypeError, ValueError) as exc:
+        raise DataFormatError(f"{path}: cannot read the SIMT datapath table ({exc})") from exc
+
+
+def simt_efficiency(gpu: GpuSpec, rho: float = INT32_PER_FP32_SIMT) -> float:
+    """Attainable fraction of the FP32 peak for a SIMT GEMM main loop (module doc)."""
+    cc = f"{gpu.compute_capability[0]}.{gpu.compute_capability[1]}"
+    lanes, shared = _datapaths().get(cc, (0, 0))
+    if shared == 0 or lanes == 0 or rho <= 0:
+        return 1.0
+    return float(min(1.0 / (1.0 + rho), shared / (rho * lanes)))
+
+
+def resolve_gpus(frame: pd.DataFrame, lookup: Callable[[str], GpuSpec] = get_gpu) -> np.ndarray:
+    """Canonical GPU key per row: the ``gpu`` column, else the ``device_name`` looked up."""
+    n = len(frame)
+    keys = np.full(n, None, dtype=object)
+    if "gpu" in frame.columns:
+        given = frame["gpu"].to_numpy(dtype=object)
+        keys = np.where(pd.notna(given) & (given != ""), given, None)
+    if "device_name" in frame.columns:
+        todo = pd.isna(keys)
+        if todo.any():
+            names = frame["device_name"].to_numpy(dtype=object)
+            for name in pd.unique(names[todo]):
+                spec = find_gpu(name) if isinstance(name, str) and name else None
+                if spec is not None:
+                    keys[todo & (names == name)] = spec.key
+    if pd.isna(keys).any():
+        raise UnknownGpuError(
+            f"{int(pd.isna(keys).sum())} row(s) name no known GPU (columns gpu / device_name); "
+            "import with --gpu KEY or add the GPU to data/gpus.json"
+        )
+    # Canonicalise aliases ("a100" -> "a100-sxm4-80gb") once per distinct name.
+    canon = {k: lookup(k).key for k in pd.unique(keys)}
+    return np.array([canon[k] for k in keys], dtype=object)
+
+
+def _log(x: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(x > 0, np.log(np.where(x > 0, x, 1.0)), np.nan)
+
+
+def _occupancy(gpu_codes: np.ndarray, gpu_specs: list[GpuSpec], threads: np.ndarray,
+               regs: np.ndarray, smem: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Resident blocks per SM and occupancy where the launch footprint is known (else NaN)."""
+    blocks = np.full(len(gpu_codes), np.nan)
+    occ = np.full(len(gpu_codes), np.nan)
+    known = np.isfinite(threads) & np.isfinite(regs) & (threads > 0)
+    for code in np.unique(gpu_codes[known]):
+        rows = known & (gpu_codes == code)
+        res = occupancy_arrays(gpu_specs[int(code)], threads[rows].astype(np.int64),
+                               np.round(regs[rows]).astype(np.int64),
+                               np.nan_to_num(smem[rows], nan=0.0).astype(np.int64))
+        blocks[rows] = res.blocks_per_sm
+        occ[rows] = res.occupancy
+    return blocks, occ
+
+
+def _roofline(gpu_codes: np.ndarray, gpu_specs: list[GpuSpec], combo: np.ndarray,
+              code: np.ndarray, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Roofline quantities per row (:func:`gemmperf.roofline.roofline_arrays`, one vectorised
+    call per GPU and data-type combination); NaN for rows without a GEMM shape."""
+    n = len(gpu_codes)
+    names = ("flops", "compulsory_bytes", "tile_bytes", "memory_time_s", "estimate_s", "tiles",
+             "waves", "tail_efficiency", "peak")
+    out = {name: np.full(n, np.nan) for name in names}
+    gemm = (combo >= 0) & np.isfinite(arrays["m"]) & np.isfinite(arrays["n"]) \
+        & np.isfinite(arrays["k"])
+    if not gemm.any():
+        return out
+    group = gpu_codes * (int(combo.max()) + 1) + combo
+    for g in np.unique(group[gemm]):
+        rows = np.flatnonzero(gemm & (group == g))
+        spec, key = gpu_specs[int(gpu_codes[rows[0]])], MATH_KEYS[int(code[rows[0]])]
+        est = roofline_arrays(
+            arrays["m"][rows], arrays["n"][rows], arrays["k"][rows], arrays["batch"][rows],
+            a_bytes=arrays["elem"][rows], c_bytes=arrays["out_bytes"][rows], gpu=spec,
+            math_key=key, tile_m=arrays["tile_m"][rows], tile_n=arrays["tile_n"][rows],
+            tile_k=arrays["tile_k"][rows], blocks_per_sm=arrays["blocks"][rows],
+            split_k=arrays["split_k"][rows])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            for name in names[:-1]:
+                out[name][rows] = getattr(est, name)
+        out["peak"][rows] = spec.peak(key)
+    return out
+
+
+def build_features(frame: pd.DataFrame,
+                   lookup: Callable[[str], GpuSpec] = get_gpu) -> FeatureSet:
+    """The feature matrix and target bases of a records-style frame (see the module doc).
+
+    Needs, per row, a GPU (``gpu`` key or alias, or a ``device_name`` the spec database knows).
+    GEMM rows have ``m, n, k, dtype``; config columns and family params are optional.
+    """
+    n = len(frame)
+    keys = resolve_gpus(frame, lookup)
+    gpu_codes, gpu_keys = pd.factorize(keys)
+    gpu_specs = [lookup(key) for key in gpu_keys]
+    g = {name: np.array([_gpu_value(spec, name) for spec in gpu_specs], dtype=float)[gpu_codes]
+         for name in _GPU_VALUES}
+    f: dict[str, np.ndarray] = {}
+    m, nn, k = (numeric_column(frame, c) for c in ("m", "n", "k"))
+    batch = np.nan_to_num(numeric_column(frame, "batch"), nan=1.0)
+    elem, code, tensor, out_bytes, combo = dtype_info(frame)
+    p = family_params(frame, XGEMM_PARAMS)
+    tile = [numeric_column(frame, c) for c in ("tile_m", "tile_n", "tile_k")]
+    for i, name in enumerate(("MWG", "NWG", "KWG")):  # Xgemm tiles fill missing common columns
+        tile[i] = np.where(np.isnan(tile[i]), p[name], tile[i])
+    threads = numeric_column(frame, "threads_per_block")
+    threads = np.where(np.isnan(threads), p["MDIMC"] * p["NDIMC"], threads)
+    xg = xgemm_footprint(p, elem, threads, g["regs_block"])
+    regs = numeric_column(frame, "regs_per_thread")
+    regs = np.where(np.isnan(regs), xg["regs"], regs)
+    smem = numeric_column(frame, "smem_bytes_per_block")
+    smem = np.where(np.isnan(smem), xg["smem"], smem)
+    blocks, occ = _occupancy(gpu_codes, gpu_specs, threads, regs, smem)
+    split_k = numeric_column(frame, "split_k")
+    roof = _roofline(gpu_codes, gpu_specs, combo, code, {
+        "m": m, "n": nn, "k": k, "batch": batch, "elem": elem, "out_bytes": out_bytes,
+        "tile_m": tile[0], "tile_n": tile[1], "tile_k": tile[2], "blocks": blocks,
+        "split_k": split_k})
+    gemm = np.isfinite(roof["flops"])
+
+    clock = numeric_column(frame, "sm_clock_mhz")
+    clock_ratio = np.where(np.isfinite(clock) & (clock > 0), clock / g["boost"], 1.0)
+    simt = np.isfinite(code) & (tensor == 0) & (code == MATH_KEYS.index("fp32"))
+    # A bare flop count (no GEMM shape) is taken to run on the SIMT FP32 path.
+    rate_scale = clock_ratio * np.where(simt | ~gemm, g["eff"], 1.0)
+    flops = np.where(gemm, roof["flops"], p["_flops"])
+    peak = np.where(gemm, roof["peak"], g["fp32"])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        compute_s = flops / (peak * rate_scale)
+    memory_s = roof["memory_time_s"]
+    base_s = np.fmax(compute_s, memory_s)
+    base_s = np.where(np.isfinite(base_s) & (base_s > 0), base_s, DEFAULT_BASE_S)
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f["log2_m"], f["log2_n"], f["log2_k"] = np.log2(m), np.log2(nn), np.log2(k)
+        f["log2_batch"] = np.log2(batch)
+        f["element_bytes"], f["math_code"], f["tensor_core"] = elem, code, tensor
+        f["log_flops"] = _log(flops)
+        intensity = flops / roof["compulsory_bytes"]
+        f["log_intensity"] = _log(intensity)
+        ridge = peak * rate_scale / g["bw"]
+        f["log_intensity_over_ridge"] = _log(intensity / ridge)
+        f["log_compute_s"], f["log_memory_s"] = _log(compute_s), _log(memory_s)
+        f["log_base_s"] = np.log(base_s)
+        f["compute_over_memory"] = _log(compute_s / memory_s)
+        f["tile_traffic_ratio"] = roof["tile_bytes"] / roof["compulsory_bytes"]
+        f["log2_tiles"] = np.log2(roof["tiles"])
+        f["waves"] = roof["waves"]
+        f["tail_efficiency"] = roof["tail_efficiency"]
+        f["estimate_over_base"] = roof["estimate_s"] / base_s
+        f["tile_m"], f["tile_n"], f["tile_k"] = tile
+        f["threads_per_block"] = threads
+        f["stages"] = numeric_column(frame, "stages")
+        f["split_k"] = split_k
+        f["regs_per_thread"] = regs
+        f["smem_fraction"] = smem / g["smem_sm"]
+        f["blocks_per_sm"], f["occupancy"] = blocks, occ
+        f["work_per_thread"] = tile[0] * tile[1] / threads
+        f["tile_reuse"] = tile[0] * tile[1] / (tile[0] + tile[1])
+        f["reg_spill"] = xg["spill"]
+        for name in XGEMM_PARAMS:
+            f[name] = p[name]
+        for name in ("MWI", "NWI", "fragment_loads_per_fma"):
+            f[name] = xg[name]
+        operands = (m * k + k * nn) * batch * elem
+        f["log_footprint_over_l2"] = _log(operands / g["l2"])
+        f["clock_ratio"] = clock_ratio
+        f["mem_clock_mhz"] = numeric_column(frame, "mem_clock_mhz")
+
+    values = np.empty((n, len(NUMERIC_FEATURES)), dtype=np.float64)
+    for j, name in enumerate(NUMERIC_FEATURES):
+        values[:, j] = f[name]
+    values[~np.isfinite(values)] = MISSING
+    numeric = pd.DataFrame(values, columns=list(NUMERIC_FEATURES), copy=False)
+    categorical = pd.DataFrame({c: text_column(frame, c) for c in CATEGORICAL_FEATURES})
+    power_base = g["tdp"] * clock_ratio ** POWER_CLOCK_EXPONENT
+    log_base = {
+        "runtime": np.log(base_s),
+        "power": np.log(power_base),
+        "energy": np.log(power_base * base_s),
+    }
+    return FeatureSet(numeric=numeric, categorical=categorical, log_base=log_base,
+                      gpu=np.asarray(gpu_keys, dtype=object)[gpu_codes])
+
+
+_GPU_VALUES = ("boost", "bw", "fp32", "tdp", "smem_sm", "l2", "eff", "regs_block")
+
+
+def _gpu_value(spec: GpuSpec, name: str) -> float:
+    values = {
+        "boost": spec.boost_clock_mhz, "bw": spec.mem_bandwidth_bytes_s,
+        "fp32": spec.peak("fp32"), "tdp": spec.tdp_w, "smem_sm": spec.smem_per_sm_bytes,
+        "l2": spec.l2_bytes,
+    }
+    if name == "eff":
+        return simt_efficiency(spec)
+    if name == "regs_block":
+        return float(cc_limits(spec).max_regs_per_block)
+    return float(values[name])

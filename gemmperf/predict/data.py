@@ -1,0 +1,73 @@
+"""Training and evaluation data: any mix of record files and raw measurement files, as records.
+
+A folder stands for the data files directly inside it (documentation such as ``README.md`` is
+skipped); each file is detected by content and imported (:func:`gemmperf.importers.load_dataset`).
+Only ``status == "ok"`` rows with a GPU the spec database knows are used for learning.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+
+from gemmperf.errors import DataFormatError, GemmperfError
+from gemmperf.features import resolve_gpus
+
+#: Files in a data folder that are documentation, not data.
+SKIPPED_SUFFIXES = (".md", ".txt", ".rst", ".html", ".pdf", ".py")
+
+
+def expand_paths(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """Files named by ``paths``; a folder gives its data files (sorted, documentation skipped)."""
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            files.extend(sorted(p for p in path.iterdir() if p.is_file()
+                                and not p.name.startswith(".")
+                                and p.suffix.lower() not in SKIPPED_SUFFIXES))
+        elif path.exists():
+            files.append(path)
+        else:
+            raise DataFormatError(f"{path}: no such file or folder")
+    if not files:
+        raise DataFormatError("no data files given")
+    return files
+
+
+def load_data(paths: Iterable[str | os.PathLike[str]] | str | os.PathLike[str],
+              *, ok_only: bool = True) -> pd.DataFrame:
+    """Records from files and folders; with ``ok_only``, failed measurements are dropped and every
+    row gets its canonical ``gpu`` key (rows of GPUs the database does not know are an error)."""
+    from gemmperf.importers import load_dataset
+
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    files = expand_paths(paths)
+    parts = []
+    for file in files:
+        part = load_dataset([file])
+        part["data_file"] = file.name
+        parts.append(part)
+    frame = pd.concat(parts, ignore_index=True)
+    if not ok_only:
+        return frame
+    if "status" in frame.columns:
+        frame = frame[frame["status"].fillna("ok") == "ok"]
+    frame = frame.reset_index(drop=True)
+    try:
+        frame["gpu"] = resolve_gpus(frame)
+    except GemmperfError as exc:
+        raise DataFormatError(f"{exc}") from None
+    return frame
+
+
+def describe_sources(frame: pd.DataFrame) -> list[dict[str, object]]:
+    """Row counts per input file, source and GPU: the provenance a bundle records."""
+    keys = [c for c in ("data_file", "source", "gpu") if c in frame.columns]
+    counts = frame.groupby(keys, dropna=False).size()
+    return [{**dict(zip(keys, map(str, key if isinstance(key, tuple) else (key,)), strict=True)),
+             "rows": int(c)} for key, c in counts.items()]

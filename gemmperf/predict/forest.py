@@ -1,0 +1,255 @@
+"""A scikit-learn-style predictor of GEMM runtime, power and energy: one tree ensemble per target.
+
+Real data rarely has all three targets (the Kernel Tuner spaces have runtime only, the DVFS
+tables runtime, power and energy), so each target's ensemble trains on the rows that carry it and
+the three live in one estimator. Targets are learned relative to the hardware-normalised bases of
+:mod:`gemmperf.features` in log space (errors are relative; a 2x miss weighs the same at 10 us and
+at 10 ms): ``z = log(y) - log(base)``.
+
+Uncertainty: the spread of the per-tree predictions. A tree spread is not a calibrated interval,
+so ``fit`` holds out ``calibration_fraction`` of the rows, fits the same ensemble on the rest and
+finds the factor ``c`` such that ``center +- c * spread`` covers ``interval`` of the held-out rows
+(split-conformal calibration, Lei et al., JASA 2018, with the tree spread as the scale).
+The final ensemble is then fitted on all rows. That calibration describes GPUs the model has
+seen; for a GPU it has not, the half-width also gets (in quadrature) the scatter of per-GPU
+levels that the hardware-normalised base leaves unexplained (``gpu_level_sd_``, estimated from
+kernel families measured on two or more GPUs), as a normal quantile.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.stats import norm
+from sklearn.base import BaseEstimator
+from sklearn.ensemble import ExtraTreesRegressor, RandomForestRegressor
+from sklearn.utils.validation import check_is_fitted
+
+from gemmperf.errors import DataFormatError, InvalidConfigError
+from gemmperf.features import (
+    CATEGORICAL_FEATURES,
+    MISSING,
+    NUMERIC_FEATURES,
+    TARGET_COLUMNS,
+    TARGETS,
+    FeatureSet,
+    build_features,
+)
+from gemmperf.predict.compact import CompactForest
+
+LEARNERS = ("extra_trees", "random_forest")
+#: A target needs at least this many rows to get an ensemble (and twice that to be calibrated).
+MIN_ROWS = 10
+#: Floor of the per-row tree spread (log units) so a row all trees agree on still gets an interval.
+MIN_SPREAD = 1e-3
+
+
+class Predictor(BaseEstimator):
+    """Multi-output tree-ensemble predictor of ``runtime_s``, ``power_w`` and ``energy_j``.
+
+    ``fit(records)`` and ``predict(records)`` take records-style DataFrames (one row per problem,
+    config and GPU; see :mod:`gemmperf.records`). ``predict`` returns, per target present in the
+    model, the point prediction and the bounds of its ``interval`` prediction interval
+    (``runtime_s``, ``runtime_s_lo``, ``runtime_s_hi``, ...). Energy comes from its own ensemble
+    where the training data had energy, else from runtime x power.
+
+    Parameters are stored untouched (scikit-learn contract); learned state ends in ``_``.
+    """
+
+    def __init__(self, targets: tuple[str, ...] = TARGETS, learner: str = "extra_trees",
+                 n_estimators: int = 48, max_leaf_nodes: int | None = 8192,
+                 min_samples_leaf: int = 1, max_features: float = 1.0, interval: float = 0.8,
+                 calibration_fraction: float = 0.2, random_state: int | None = 0,
+                 n_jobs: int | None = None) -> None:
+        self.targets = targets
+        self.learner = learner
+        self.n_estimators = n_estimators
+        self.max_leaf_nodes = max_leaf_nodes
+        self.min_samples_leaf = min_samples_leaf
+        self.max_features = max_features
+        self.interval = interval
+        self.calibration_fraction = calibration_fraction
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+
+    # -- fitting --------------------------------------------------------------------------------
+
+    def fit(self, X: pd.DataFrame, y: pd.DataFrame | None = None) -> Predictor:
+        """Fit one ensemble per target on the rows of ``X`` that have it.
+
+        ``y``, when given, holds the target columns (``runtime_s``, ``power_w``, ``energy_j``;
+        NaN where a row lacks one); otherwise they are read from ``X``.
+        """
+        self._check_params()
+        targets = _target_values(X, y, self.targets)
+        features = build_features(X)
+        self.categories_ = {
+            c: sorted(v for v in pd.unique(features.categorical[c]) if v)
+            for c in CATEGORICAL_FEATURES
+        }
+        self.feature_names_ = (*NUMERIC_FEATURES, *(f"{c}_code" for c in CATEGORICAL_FEATURES))
+        matrix = self._matrix(features)
+        rng = np.random.default_rng(self.random_state)
+        self.forests_: dict[str, CompactForest] = {}
+        self.interval_scale_: dict[str, float] = {}
+        self.gpu_level_sd_: dict[str, float] = {}
+        self.gpus_: dict[str, list[str]] = {}
+        self.n_train_: dict[str, int] = {}
+        for target in self.targets:
+            values = targets[target]
+            ok = np.isfinite(values) & (values > 0)
+            if ok.sum() < MIN_ROWS:
+                continue
+            z = np.log(values[ok]) - features.log_base[target][ok]
+            rows = matrix[ok]
+            self.interval_scale_[target] = self._calibrate(rows, z, rng)
+            self.forests_[target] = self._fit_forest(rows, z)
+            self.n_train_[target] = int(ok.sum())
+            self.gpus_[target] = sorted(pd.unique(features.gpu[ok]))
+            self.gpu_level_sd_[target] = _gpu_level_sd(
+                z, features.gpu[ok], features.categorical["family"].to_numpy()[ok])
+        if not self.forests_:
+            raise DataFormatError(
+                f"no target has {MIN_ROWS}+ rows with a positive value "
+                f"({', '.join(TARGET_COLUMNS[t] for t in self.targets)}): nothing to train on"
+            )
+        self.training_data_ = _summarise(X, features, targets)
+        return self
+
+    def _check_params(self) -> None:
+        if self.learner not in LEARNERS:
+            raise InvalidConfigError(f"learner must be one of {', '.join(LEARNERS)}, "
+                                     f"got {self.learner!r}")
+        unknown = [t for t in self.targets if t not in TARGETS]
+        if unknown or not self.targets:
+            raise InvalidConfigError(f"targets must be among {', '.join(TARGETS)}, "
+                                     f"got {', '.join(map(str, self.targets)) or 'none'}")
+        if not 0 < self.interval < 1:
+            raise InvalidConfigError(f"interval must be in (0, 1), got {self.interval}")
+        if not 0 < self.calibration_fraction < 1:
+            raise InvalidConfigError("calibration_fraction must be in (0, 1), "
+                                     f"got {self.calibration_fraction}")
+
+    def _learner(self) -> ExtraTreesRegressor | RandomForestRegressor:
+        cls = ExtraTreesRegressor if self.learner == "extra_trees" else RandomForestRegressor
+        return cls(n_estimators=self.n_estimators, max_leaf_nodes=self.max_leaf_nodes,
+                   min_samples_leaf=self.min_samples_leaf, max_features=self.max_features,
+                   random_state=self.random_state, n_jobs=self.n_jobs)
+
+    def _fit_forest(self, rows: np.ndarray, z: np.ndarray) -> CompactForest:
+        est = self._learner().fit(rows, z)
+        return CompactForest.from_sklearn(est.estimators_, rows.shape[1])
+
+    def _calibrate(self, rows: np.ndarray, z: np.ndarray, rng: np.random.Generator) -> float:
+        """Spread multiplier giving ``interval`` coverage on a held-out part (module doc)."""
+        n = len(z)
+        if n < 2 * MIN_ROWS:
+            warnings.warn(f"only {n} rows: the prediction interval is uncalibrated (scale 1)",
+                          stacklevel=3)
+            return 1.0
+        held = rng.random(n) < self.calibration_fraction
+        held[rng.integers(n)] = True
+        forest = self._fit_forest(rows[~held], z[~held])
+        center, spread = _center_spread(forest.predict_trees(rows[held]))
+        ratio = np.abs(z[held] - center) / spread
+        return float(np.quantile(ratio, self.interval))
+
+    def _matrix(self, features: FeatureSet) -> np.ndarray:
+        codes = []
+        for c in CATEGORICAL_FEATURES:
+            code = pd.Index(self.categories_[c], dtype=object).get_indexer(
+                features.categorical[c])
+            codes.append(np.where(code >= 0, code, MISSING))
+        matrix = np.column_stack([features.numeric.to_numpy(np.float64), *codes])
+        return np.ascontiguousarray(matrix, dtype=np.float32)
+
+    # -- prediction -----------------------------------------------------------------------------
+
+    def predict(self, X: pd.DataFrame) -> pd.DataFrame:
+        """Point predictions and interval bounds per target, indexed like ``X``."""
+        check_is_fitted(self, "forests_")
+        features = build_features(X)
+        matrix = self._matrix(features)
+        out: dict[str, np.ndarray] = {}
+        for target, forest in self.forests_.items():
+            center, spread = _center_spread(forest.predict_trees(matrix))
+            half = self.interval_scale_[target] * spread
+            # A GPU the ensemble never saw adds the between-GPU level scatter the base leaves
+            # unexplained, in quadrature (independent error sources).
+            unseen = ~np.isin(features.gpu, self.gpus_[target])
+            if unseen.any():
+                extra = norm.ppf(0.5 + self.interval / 2) * self.gpu_level_sd_[target]
+                half = np.where(unseen, np.hypot(half, extra), half)
+            base = features.log_base[target]
+            name = TARGET_COLUMNS[target]
+            out[name] = np.exp(center + base)
+            out[name + "_lo"] = np.exp(center - half + base)
+            out[name + "_hi"] = np.exp(center + half + base)
+        if "energy" not in self.forests_ and {"runtime", "power"} <= set(self.forests_):
+            # E = P x t; the bounds multiply too (a conservative interval for independent errors).
+            for suffix in ("", "_lo", "_hi"):
+                out["energy_j" + suffix] = out["runtime_s" + suffix] * out["power_w" + suffix]
+        return pd.DataFrame(out, index=X.index)
+
+    def predict_log_trees(self, X: pd.DataFrame, target: str = "runtime") -> np.ndarray:
+        """Per-tree predictions of log(target) (n_trees x n_rows), for diagnostics."""
+        check_is_fitted(self, "forests_")
+        if target not in self.forests_:
+            raise InvalidConfigError(f"the model has no {target} ensemble "
+                                     f"(has: {', '.join(self.forests_)})")
+        features = build_features(X)
+        trees = self.forests_[target].predict_trees(self._matrix(features))
+        return trees + features.log_base[target][None, :]
+
+
+def _gpu_level_sd(z: np.ndarray, gpus: np.ndarray, families: np.ndarray) -> float:
+    """Scatter of the per-GPU median of z (log target / base) within kernel families with 2+
+    GPUs, pooled over families: how far the base alone misplaces an unseen GPU's level. 0 when
+    no family has two GPUs (nothing to estimate it from)."""
+    table = pd.DataFrame({"z": z, "gpu": gpus, "family": families})
+    medians = table.groupby(["family", "gpu"])["z"].median()
+    deviations, dof = 0.0, 0
+    for _, per_gpu in medians.groupby(level=0):
+        if len(per_gpu) >= 2:
+            deviations += float(((per_gpu - per_gpu.mean()) ** 2).sum())
+            dof += len(per_gpu) - 1
+    return float(np.sqrt(deviations / dof)) if dof else 0.0
+
+
+def _center_spread(trees: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return trees.mean(axis=0), np.maximum(trees.std(axis=0), MIN_SPREAD)
+
+
+def _target_values(X: pd.DataFrame, y: Any, targets: tuple[str, ...]) -> dict[str, np.ndarray]:
+    source = X if y is None else (y if isinstance(y, pd.DataFrame) else pd.DataFrame(y))
+    if y is not None and len(source) != len(X):
+        raise DataFormatError(f"y has {len(source)} rows, X has {len(X)}")
+    out = {}
+    for target in targets:
+        column = TARGET_COLUMNS[target]
+        if column in source.columns:
+            out[target] = pd.to_numeric(source[column], errors="coerce").to_numpy(
+                dtype=np.float64, na_value=np.nan)
+        else:
+            out[target] = np.full(len(X), np.nan)
+    return out
+
+
+def _summarise(X: pd.DataFrame, features: FeatureSet,
+               targets: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+    """Training rows per (source, GPU) and target: the provenance a bundle records."""
+    source = X["source"].astype(str).to_numpy() if "source" in X.columns \
+        else np.full(len(X), "unknown")
+    table = pd.DataFrame({"source": source, "gpu": features.gpu})
+    for target, values in targets.items():
+        table[target] = np.isfinite(values) & (values > 0)
+    grouped = table.groupby(["source", "gpu"], sort=True)
+    rows = []
+    for (src, gpu), part in grouped:
+        entry: dict[str, Any] = {"source": src, "gpu": gpu, "rows": len(part)}
+        entry.update({t: int(part[t].sum()) for t in targets})
+        rows.append(entry)
+    return rows

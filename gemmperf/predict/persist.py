@@ -1,0 +1,223 @@
+"""Model bundles: a fitted :class:`~gemmperf.predict.forest.Predictor` on disk, in a format that
+cannot execute code when loaded.
+
+A bundle is a compressed ``.npz`` (a zip of ``.npy`` arrays, read with ``allow_pickle=False``):
+the tree arrays of each target (:mod:`gemmperf.predict.compact`) plus ``__meta__``, a UTF-8 JSON
+document with the format and feature versions, feature names, category vocabularies, estimator
+parameters, interval calibration, training data provenance (sources, GPUs, row counts), package
+versions and metrics, and a SHA-256 over every array. Loading checks all of it and fails with a
+one-line :class:`~gemmperf.errors.DataFormatError` on a corrupt, truncated, foreign or
+other-version file.
+
+Plain pickle (``.pkl``) is supported for experiments only: pickle runs arbitrary code on load, so
+:func:`load_model` refuses it unless ``trust_pickle=True``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import zipfile
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gemmperf._paths import models_dir
+from gemmperf.errors import DataFormatError
+from gemmperf.features import CATEGORICAL_FEATURES, FEATURE_VERSION, NUMERIC_FEATURES
+from gemmperf.predict.compact import CompactForest
+from gemmperf.predict.forest import Predictor
+
+BUNDLE_FORMAT = "gemmperf-model"
+#: Bump when the bundle layout changes; a bundle of another version is refused with a message.
+BUNDLE_VERSION = 1
+DEFAULT_MODEL_NAME = "gemmperf-default.npz"
+_META = "__meta__"
+
+
+def default_model_path() -> Path:
+    """Where the shipped default bundle lives (``models/`` in a checkout, inside a wheel)."""
+    return models_dir() / DEFAULT_MODEL_NAME
+
+
+def save_model(model: Predictor, path: str | os.PathLike[str],
+               metadata: Mapping[str, Any] | None = None) -> Path:
+    """Write ``model`` to ``path`` (``.npz`` bundle, or ``.pkl`` pickle) atomically.
+
+    ``metadata`` (JSON-ready: data files, metrics, notes) is stored with the bundle.
+    """
+    if not hasattr(model, "forests_"):
+        raise DataFormatError("cannot save an unfitted model: call fit first")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    try:
+        if path.suffix == ".pkl":
+            with open(tmp, "wb") as f:
+                pickle.dump(model, f, protocol=pickle.HIGHEST_PROTOCOL)
+        elif path.suffix == ".npz":
+            arrays: dict[str, np.ndarray] = {}
+            for target, forest in model.forests_.items():
+                arrays.update(forest.to_arrays(f"{target}/"))
+            meta = _metadata(model, arrays, metadata or {})
+            arrays[_META] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
+            with open(tmp, "wb") as f:
+                np.savez_compressed(f, **arrays)
+        else:
+            raise DataFormatError(f"{path}: model files end in .npz (safe bundle) or .pkl (pickle)")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def load_model(path: str | os.PathLike[str] | None = None, *,
+               trust_pickle: bool = False) -> Predictor:
+    """Load a model bundle; with no ``path``, the shipped default (``models/``).
+
+    ``.pkl`` files are unpickled only with ``trust_pickle=True`` (pickle executes code).
+    """
+    path = default_model_path() if path is None else Path(path)
+    if not path.is_file():
+        hint = " (the default bundle: run benchmarks or `gemmperf train` to create it)" \
+            if path == default_model_path() else ""
+        raise DataFormatError(f"{path}: no such model file{hint}")
+    if path.suffix == ".pkl":
+        if not trust_pickle:
+            raise DataFormatError(
+                f"{path}: refusing to unpickle (pickle runs code from the file); pass "
+                "trust_pickle=True / --trust-pickle only for a file you made yourself"
+            )
+        with open(path, "rb") as f:
+            model = pickle.load(f)  # trusted explicitly by the caller (trust_pickle)
+        if not isinstance(model, Predictor):
+            raise DataFormatError(f"{path}: the pickle holds a {type(model).__name__}, "
+                                  "not a gemmperf Predictor")
+        return model
+    arrays, meta = _read_bundle(path)
+    return _rebuild(path, arrays, meta)
+
+
+def read_metadata(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """The metadata of a bundle (validated like :func:`load_model`)."""
+    path = default_model_path() if path is None else Path(path)
+    return _read_bundle(path)[1]
+
+
+def bundle_metadata(model: Predictor) -> dict[str, Any]:
+    """The metadata a bundle of ``model`` would carry, without writing it (no checksum)."""
+    return _metadata(model, {}, {})
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _checksum(arrays: Mapping[str, np.ndarray]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        if name == _META:
+            continue
+        arr = np.ascontiguousarray(arrays[name])
+        digest.update(f"{name}|{arr.dtype.str}|{arr.shape}|".encode())
+        digest.update(arr.tobytes())
+    return digest.hexdigest()
+
+
+def _metadata(model: Predictor, arrays: Mapping[str, np.ndarray],
+              extra: Mapping[str, Any]) -> dict[str, Any]:
+    import sklearn
+
+    from gemmperf import __version__
+
+    return {
+        "format": BUNDLE_FORMAT,
+        "format_version": BUNDLE_VERSION,
+        "feature_version": FEATURE_VERSION,
+        "feature_names": list(model.feature_names_),
+        "categories": {k: list(v) for k, v in model.categories_.items()},
+        "params": _jsonable(model.get_params()),
+        "targets": list(model.forests_),
+        "interval_scale": dict(model.interval_scale_),
+        "gpu_level_sd": dict(model.gpu_level_sd_),
+        "gpus": {t: list(v) for t, v in model.gpus_.items()},
+        "n_train": dict(model.n_train_),
+        "training_data": list(model.training_data_),
+        "trees": {t: {"trees": f.n_trees, "nodes": f.n_nodes} for t, f in model.forests_.items()},
+        "versions": {"gemmperf": __version__, "scikit-learn": sklearn.__version__,
+                     "numpy": np.__version__},
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "sha256": _checksum(arrays),
+        **{k: v for k, v in extra.items() if k not in ("format", "format_version", "sha256")},
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def _read_bundle(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    if not path.is_file():
+        raise DataFormatError(f"{path}: no such model file")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in npz.files}
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
+        raise DataFormatError(f"{path}: not a gemmperf model bundle or corrupt ({exc})") from None
+    if _META not in arrays:
+        raise DataFormatError(f"{path}: not a gemmperf model bundle (no {_META} record)")
+    try:
+        meta = json.loads(arrays[_META].tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataFormatError(f"{path}: corrupt bundle metadata ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != BUNDLE_FORMAT:
+        raise DataFormatError(f"{path}: not a gemmperf model bundle")
+    version = meta.get("format_version")
+    made_by = meta.get("versions", {}).get("gemmperf", "?")
+    if version != BUNDLE_VERSION:
+        raise DataFormatError(
+            f"{path}: bundle format version {version} (written by gemmperf {made_by}); this "
+            f"gemmperf reads version {BUNDLE_VERSION}: retrain with `gemmperf train`"
+        )
+    if meta.get("feature_version") != FEATURE_VERSION:
+        raise DataFormatError(
+            f"{path}: trained with feature version {meta.get('feature_version')} (gemmperf "
+            f"{made_by}); this gemmperf computes version {FEATURE_VERSION}: retrain with "
+            "`gemmperf train`"
+        )
+    if meta.get("sha256") != _checksum(arrays):
+        raise DataFormatError(f"{path}: checksum mismatch: the bundle is corrupt or was edited")
+    return arrays, meta
+
+
+def _rebuild(path: Path, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> Predictor:
+    expected = [*NUMERIC_FEATURES, *(f"{c}_code" for c in CATEGORICAL_FEATURES)]
+    if list(meta.get("feature_names", [])) != expected:
+        raise DataFormatError(f"{path}: the bundle's feature list differs from this gemmperf's "
+                              "(same feature version, edited file?): retrain")
+    try:
+        params = dict(meta["params"])
+        params["targets"] = tuple(params["targets"])
+        model = Predictor(**params)
+        model.categories_ = {c: list(meta["categories"][c]) for c in CATEGORICAL_FEATURES}
+        model.feature_names_ = tuple(expected)
+        model.forests_ = {t: CompactForest.from_arrays(arrays, f"{t}/", len(expected))
+                          for t in meta["targets"]}
+        model.interval_scale_ = {t: float(meta["interval_scale"][t]) for t in model.forests_}
+        model.gpu_level_sd_ = {t: float(meta["gpu_level_sd"][t]) for t in model.forests_}
+        model.gpus_ = {t: [str(g) for g in meta["gpus"][t]] for t in model.forests_}
+        model.n_train_ = {t: int(meta["n_train"][t]) for t in model.forests_}
+        model.training_data_ = list(meta.get("training_data", []))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DataFormatError(f"{path}: incomplete bundle metadata ({exc})") from None
+    model.metadata_ = dict(meta)
+    return model
