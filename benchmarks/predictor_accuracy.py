@@ -195,7 +195,7 @@ def protocols(df: pd.DataFrame, models: list[str]) -> list[dict[str, Any]]:
                          ("shape", "held-out benchmarks (5-fold)")):
         folds = list(split_folds(dvfs, split, folds=5, seed=0))
         out += run_protocol(f"power, {label}", dvfs, folds,
-                            {"gtx-titan-x DVFS (25 benchmarks)": np.ones(len(dvfs), bool)},
+                            {"gtx-titan-x DVFS table": np.ones(len(dvfs), bool)},
                             "power", {"median_ape": ("<=", 3.0)}, models)
     sweep = df[df["source"] == "kt_fp32_power"].reset_index(drop=True)
     folds = list(split_folds(sweep, "clock", folds=5, seed=0))

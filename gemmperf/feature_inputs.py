@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import functools
 import json
+import re
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -28,39 +30,75 @@ XGEMM_PARAMS = ("MWG", "NWG", "KWG", "MDIMC", "NDIMC", "MDIMA", "NDIMB", "KWI", 
 XGEMM_REG_OVERHEAD = 24
 MAX_REGS = 255
 REG_GRANULE = 8   # registers per thread are allocated per warp in units of 256 = 32 x 8
+_SMALL = 64       # up to this many distinct params texts, a Python table beats pandas' overhead
 
 
-def numeric_column(frame: pd.DataFrame, name: str) -> np.ndarray:
+class Columns:
+    """Column access to a records frame. A frame of a few rows is converted to plain object arrays
+    once: pandas' fixed cost per column access would otherwise dominate a single prediction."""
+
+    def __init__(self, frame: pd.DataFrame | Columns) -> None:
+        if isinstance(frame, Columns):
+            self.__dict__.update(frame.__dict__)
+            return
+        self.frame = frame
+        self.n = len(frame)
+        self.names = set(map(str, frame.columns))
+        self.small: dict[str, np.ndarray] | None = None
+        if self.n <= _SMALL and frame.columns.is_unique:
+            table = frame.to_numpy(dtype=object)   # one conversion for every column
+            self.small = {str(name): table[:, j] for j, name in enumerate(frame.columns)}
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.names
+
+    def __len__(self) -> int:
+        return self.n
+
+    def objects(self, name: str) -> np.ndarray:
+        """The column as an object array (the column must exist)."""
+        if self.small is not None:
+            return self.small[name]
+        return self.frame[name].to_numpy(dtype=object)
+
+
+def numeric_column(frame: pd.DataFrame | Columns, name: str) -> np.ndarray:
     """A column as float64 (NaN where missing, non-numeric or absent)."""
-    if name not in frame.columns:
-        return np.full(len(frame), np.nan)
-    col = frame[name]
+    cols = frame if isinstance(frame, Columns) else Columns(frame)
+    if name not in cols:
+        return np.full(len(cols), np.nan)
+    if cols.small is not None:
+        return np.array([_number(v) for v in cols.small[name]], dtype=np.float64)
+    col = cols.frame[name]
     if col.dtype.kind in "fiub":
         return col.to_numpy(dtype=np.float64, na_value=np.nan)
     return pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
 
 
-def text_column(frame: pd.DataFrame, name: str) -> np.ndarray:
+def text_column(frame: pd.DataFrame | Columns, name: str) -> np.ndarray:
     """A column as Python strings ("" where missing or absent)."""
-    if name not in frame.columns:
-        return np.full(len(frame), "", dtype=object)
-    values = frame[name].to_numpy(dtype=object)
-    return np.array(["" if v is None or v != v else str(v) for v in values], dtype=object)
+    cols = frame if isinstance(frame, Columns) else Columns(frame)
+    if name not in cols:
+        return np.full(len(cols), "", dtype=object)
+    return np.array(["" if v is None or v != v else str(v) for v in cols.objects(name)],
+                    dtype=object)
 
 
-def family_params(frame: pd.DataFrame, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+def family_params(frame: pd.DataFrame | Columns, names: tuple[str, ...]
+                  ) -> dict[str, np.ndarray]:
     """Family tunables from columns of the same name or from the ``params`` JSON, plus a
     ``_flops`` count where params carry one. Each distinct params text is parsed once, and only
     texts that mention one of the names (keeps 100k-row frames fast)."""
-    out = {name: numeric_column(frame, name) for name in names}
-    out["_flops"] = numeric_column(frame, "flops")
-    if "params" not in frame.columns or not len(frame):
+    cols = frame if isinstance(frame, Columns) else Columns(frame)
+    out = {name: numeric_column(cols, name) for name in names}
+    out["_flops"] = numeric_column(cols, "flops")
+    if "params" not in cols or not len(cols):
         return out
-    codes, uniques = pd.factorize(frame["params"].astype(object), sort=False)
+    codes, uniques = pd.factorize(cols.objects("params"), sort=False)
     uniques = list(uniques)
-    keys = [f'"{name}"' for name in (*names, "flops")]
+    mentions = _mentions(tuple(names))
     wanted = [i for i, text in enumerate(uniques)
-              if isinstance(text, str) and any(key in text for key in keys)]
+              if isinstance(text, str) and mentions(text) is not None]
     if not wanted:
         return out
     parsed = []
@@ -71,7 +109,14 @@ def family_params(frame: pd.DataFrame, names: tuple[str, ...]) -> dict[str, np.n
             raise DataFormatError(f"params is not JSON: {uniques[i][:60]!r} ({exc.msg})") from exc
         parsed.append(value if isinstance(value, dict) else {})
     columns = [*names, "flops"]
-    table = np.array([[_number(d.get(c)) for c in columns] for d in parsed], dtype=np.float64)
+    if len(parsed) <= _SMALL:
+        table = np.array([[_number(d.get(c)) for c in columns] for d in parsed], dtype=np.float64)
+    else:   # pandas builds the table in C; non-numbers (rare) take the slow path
+        frame_ = pd.DataFrame.from_records(parsed, columns=columns)
+        try:
+            table = frame_.to_numpy(dtype=np.float64, na_value=np.nan)
+        except (TypeError, ValueError):
+            table = frame_.apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
     lookup = np.full(len(uniques) + 1, len(wanted))      # the extra row is all-NaN
     lookup[wanted] = np.arange(len(wanted))
     table = np.vstack([table, np.full((1, table.shape[1]), np.nan)])
@@ -81,8 +126,23 @@ def family_params(frame: pd.DataFrame, names: tuple[str, ...]) -> dict[str, np.n
     return out
 
 
+@functools.lru_cache(maxsize=8)
+def _mentions(names: tuple[str, ...]) -> Any:
+    """``search`` of a regex matching any of ``names`` (or "flops") as a JSON key."""
+    keys = "|".join(re.escape(name) for name in (*names, "flops"))
+    return re.compile(f'"(?:{keys})"').search
+
+
 def _number(value: object) -> float:
-    return float(value) if isinstance(value, (int, float)) else np.nan
+    """A JSON/record value as float: numbers (and numpy numbers) as is, text parsed, else NaN."""
+    if isinstance(value, (bool, int, float, np.number)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return np.nan
+    return np.nan
 
 
 @functools.lru_cache(maxsize=256)
@@ -92,15 +152,16 @@ def _dtype_combo(dtype: str, acc: str, out: str) -> tuple[int, str, int]:
     return problem.element_bytes, problem.peak_key, problem.output_bytes_per_element
 
 
-def dtype_info(frame: pd.DataFrame) -> tuple[np.ndarray, ...]:
+def dtype_info(frame: pd.DataFrame | Columns) -> tuple[np.ndarray, ...]:
     """Per row: operand bytes, math-key code, tensor-core flag, output bytes (NaN: no dtype) and
     a combo code grouping rows of one (dtype, acc, out) triple (-1: none)."""
-    n = len(frame)
+    cols = frame if isinstance(frame, Columns) else Columns(frame)
+    n = len(cols)
     size, code, tensor, out_bytes = (np.full(n, np.nan) for _ in range(4))
     combo = np.full(n, -1, dtype=np.int64)
-    if "dtype" not in frame.columns:
+    if "dtype" not in cols:
         return size, code, tensor, out_bytes, combo
-    texts = [text_column(frame, c) for c in ("dtype", "acc_dtype", "out_dtype")]
+    texts = [text_column(cols, c) for c in ("dtype", "acc_dtype", "out_dtype")]
     joined = np.char.add(np.char.add(texts[0].astype(str), "|"),
                          np.char.add(np.char.add(texts[1].astype(str), "|"), texts[2].astype(str)))
     codes, uniques = pd.factorize(joined)

@@ -40,6 +40,7 @@ from gemmperf.errors import DataFormatError, UnknownGpuError
 from gemmperf.feature_inputs import (
     MATH_KEYS,
     XGEMM_PARAMS,
+    Columns,
     dtype_info,
     family_params,
     numeric_column,
@@ -98,7 +99,7 @@ class FeatureSet:
     """The feature matrix of a records frame and the log bases the targets are relative to."""
 
     numeric: pd.DataFrame              # NUMERIC_FEATURES, float64, MISSING where not applicable
-    categorical: pd.DataFrame          # CATEGORICAL_FEATURES as text ("" where absent)
+    categorical: Mapping[str, np.ndarray]  # CATEGORICAL_FEATURES -> text ("" where absent)
     log_base: Mapping[str, np.ndarray]  # target -> log of its base (runtime s, power W, energy J)
     gpu: np.ndarray                    # canonical GPU key per row
 
@@ -124,17 +125,18 @@ def simt_efficiency(gpu: GpuSpec, rho: float = INT32_PER_FP32_SIMT) -> float:
     return float(min(1.0 / (1.0 + rho), shared / (rho * lanes)))
 
 
-def resolve_gpus(frame: pd.DataFrame, lookup: Callable[[str], GpuSpec] = get_gpu) -> np.ndarray:
+def resolve_gpus(frame: pd.DataFrame | Columns,
+                 lookup: Callable[[str], GpuSpec] = get_gpu) -> np.ndarray:
     """Canonical GPU key per row: the ``gpu`` column, else the ``device_name`` looked up."""
-    n = len(frame)
-    keys = np.full(n, None, dtype=object)
-    if "gpu" in frame.columns:
-        given = frame["gpu"].to_numpy(dtype=object)
+    cols = frame if isinstance(frame, Columns) else Columns(frame)
+    keys = np.full(len(cols), None, dtype=object)
+    if "gpu" in cols:
+        given = cols.objects("gpu")
         keys = np.where(pd.notna(given) & (given != ""), given, None)
-    if "device_name" in frame.columns:
+    if "device_name" in cols:
         todo = pd.isna(keys)
         if todo.any():
-            names = frame["device_name"].to_numpy(dtype=object)
+            names = cols.objects("device_name")
             for name in pd.unique(names[todo]):
                 spec = find_gpu(name) if isinstance(name, str) and name else None
                 if spec is not None:
@@ -206,36 +208,37 @@ def build_features(frame: pd.DataFrame,
     Needs, per row, a GPU (``gpu`` key or alias, or a ``device_name`` the spec database knows).
     GEMM rows have ``m, n, k, dtype``; config columns and family params are optional.
     """
-    n = len(frame)
-    keys = resolve_gpus(frame, lookup)
+    cols = Columns(frame)
+    n = len(cols)
+    keys = resolve_gpus(cols, lookup)
     gpu_codes, gpu_keys = pd.factorize(keys)
     gpu_specs = [lookup(key) for key in gpu_keys]
     g = {name: np.array([_gpu_value(spec, name) for spec in gpu_specs], dtype=float)[gpu_codes]
          for name in _GPU_VALUES}
     f: dict[str, np.ndarray] = {}
-    m, nn, k = (numeric_column(frame, c) for c in ("m", "n", "k"))
-    batch = np.nan_to_num(numeric_column(frame, "batch"), nan=1.0)
-    elem, code, tensor, out_bytes, combo = dtype_info(frame)
-    p = family_params(frame, XGEMM_PARAMS)
-    tile = [numeric_column(frame, c) for c in ("tile_m", "tile_n", "tile_k")]
+    m, nn, k = (numeric_column(cols, c) for c in ("m", "n", "k"))
+    batch = np.nan_to_num(numeric_column(cols, "batch"), nan=1.0)
+    elem, code, tensor, out_bytes, combo = dtype_info(cols)
+    p = family_params(cols, XGEMM_PARAMS)
+    tile = [numeric_column(cols, c) for c in ("tile_m", "tile_n", "tile_k")]
     for i, name in enumerate(("MWG", "NWG", "KWG")):  # Xgemm tiles fill missing common columns
         tile[i] = np.where(np.isnan(tile[i]), p[name], tile[i])
-    threads = numeric_column(frame, "threads_per_block")
+    threads = numeric_column(cols, "threads_per_block")
     threads = np.where(np.isnan(threads), p["MDIMC"] * p["NDIMC"], threads)
     xg = xgemm_footprint(p, elem, threads, g["regs_block"])
-    regs = numeric_column(frame, "regs_per_thread")
+    regs = numeric_column(cols, "regs_per_thread")
     regs = np.where(np.isnan(regs), xg["regs"], regs)
-    smem = numeric_column(frame, "smem_bytes_per_block")
+    smem = numeric_column(cols, "smem_bytes_per_block")
     smem = np.where(np.isnan(smem), xg["smem"], smem)
     blocks, occ = _occupancy(gpu_codes, gpu_specs, threads, regs, smem)
-    split_k = numeric_column(frame, "split_k")
+    split_k = numeric_column(cols, "split_k")
     roof = _roofline(gpu_codes, gpu_specs, combo, code, {
         "m": m, "n": nn, "k": k, "batch": batch, "elem": elem, "out_bytes": out_bytes,
         "tile_m": tile[0], "tile_n": tile[1], "tile_k": tile[2], "blocks": blocks,
         "split_k": split_k})
     gemm = np.isfinite(roof["flops"])
 
-    clock = numeric_column(frame, "sm_clock_mhz")
+    clock = numeric_column(cols, "sm_clock_mhz")
     clock_ratio = np.where(np.isfinite(clock) & (clock > 0), clock / g["boost"], 1.0)
     simt = np.isfinite(code) & (tensor == 0) & (code == MATH_KEYS.index("fp32"))
     # A bare flop count (no GEMM shape) is taken to run on the SIMT FP32 path.
@@ -267,7 +270,7 @@ def build_features(frame: pd.DataFrame,
         f["estimate_over_base"] = roof["estimate_s"] / base_s
         f["tile_m"], f["tile_n"], f["tile_k"] = tile
         f["threads_per_block"] = threads
-        f["stages"] = numeric_column(frame, "stages")
+        f["stages"] = numeric_column(cols, "stages")
         f["split_k"] = split_k
         f["regs_per_thread"] = regs
         f["smem_fraction"] = smem / g["smem_sm"]
@@ -282,14 +285,14 @@ def build_features(frame: pd.DataFrame,
         operands = (m * k + k * nn) * batch * elem
         f["log_footprint_over_l2"] = _log(operands / g["l2"])
         f["clock_ratio"] = clock_ratio
-        f["mem_clock_mhz"] = numeric_column(frame, "mem_clock_mhz")
+        f["mem_clock_mhz"] = numeric_column(cols, "mem_clock_mhz")
 
     values = np.empty((n, len(NUMERIC_FEATURES)), dtype=np.float64)
     for j, name in enumerate(NUMERIC_FEATURES):
         values[:, j] = f[name]
     values[~np.isfinite(values)] = MISSING
     numeric = pd.DataFrame(values, columns=list(NUMERIC_FEATURES), copy=False)
-    categorical = pd.DataFrame({c: text_column(frame, c) for c in CATEGORICAL_FEATURES})
+    categorical = {c: text_column(cols, c) for c in CATEGORICAL_FEATURES}
     power_base = g["tdp"] * clock_ratio ** POWER_CLOCK_EXPONENT
     log_base = {
         "runtime": np.log(base_s),

@@ -166,3 +166,19 @@ def test_real_dvfs_table_power_on_held_out_clocks(shared_data):
     result = cross_validate(frame, "clock", lambda: Predictor(n_estimators=16), folds=4)
     assert result["targets"]["power"]["n"] == len(frame)
     assert result["targets"]["power"]["median_ape"] < 3.0   # the issue-4 goal, on 16 trees
+
+
+def test_unseen_kernel_is_averaged_over_the_family_with_its_scatter_in_the_interval():
+    rng = np.random.default_rng(0)
+    levels = {"a": 80.0, "b": 120.0, "c": 160.0}
+    rows = [{"gpu": "gtx-titan-x", "family": "bench", "kernel_name": name,
+             "sm_clock_mhz": clock, "runtime_s": 1e-3, "power_w": watts * (clock / 1000) ** 0.5
+             * float(np.exp(rng.normal(0, 0.005)))}
+            for name, watts in levels.items() for clock in np.linspace(600, 1100, 12)]
+    model = Predictor(targets=("power",), **SMALL).fit(pd.DataFrame(rows))
+    assert model.kernels_["power"] == {"bench": ["a", "b", "c"]}
+    new = pd.DataFrame([{"gpu": "gtx-titan-x", "family": "bench", "kernel_name": "d",
+                         "sm_clock_mhz": 1000.0}])
+    pred = model.predict(new).iloc[0]
+    assert pred["power_w"] == pytest.approx(np.exp(np.mean(np.log([80, 120, 160]))), rel=0.05)
+    assert pred["power_w_lo"] < 100 and pred["power_w_hi"] > 140

@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "gemmperf.cli.collect",
     "gemmperf.cli.training",
     "gemmperf.cli.predict",
+    "gemmperf.cli.recommend",
 )
 
 

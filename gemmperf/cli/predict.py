@@ -80,8 +80,8 @@ def _model_options(p: argparse.ArgumentParser) -> None:
                    help="comma-separated targets among runtime, power, energy")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--learner", default="extra_trees", choices=("extra_trees", "random_forest"))
-    p.add_argument("--trees", type=int, default=None, help="trees per target (default 48)")
-    p.add_argument("--max-leaves", type=int, default=None, help="leaves per tree (default 8192)")
+    p.add_argument("--trees", type=int, default=None, help="trees per target (default 32)")
+    p.add_argument("--max-leaves", type=int, default=None, help="leaves per tree (default 16384)")
     p.add_argument("--jobs", type=int, default=-1, help="parallel jobs (default -1: all cores)")
 
 

@@ -13,7 +13,9 @@ because no float32 lies strictly between the two, so predictions are bit-identic
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,8 +23,9 @@ import numpy as np
 from gemmperf.errors import DataFormatError
 
 _LEAF = -1
-#: Up to this many (tree, row) pairs, predict with the numpy walk (lower fixed overhead).
-_NUMPY_MAX_CELLS = 4096
+#: From this many (tree, row) pairs on, trees are evaluated on a thread pool.
+_THREAD_MIN_CELLS = 1_000_000
+_CPUS = os.cpu_count() or 1
 
 
 @dataclass(frozen=True)
@@ -117,10 +120,16 @@ class CompactForest:
         x = np.ascontiguousarray(x, dtype=np.float32)
         if x.ndim != 2 or x.shape[1] != self.n_features:
             raise ValueError(f"expected {self.n_features} features, got shape {x.shape}")
-        # Few rows: one numpy walk over all trees at once beats a Cython call per tree.
-        trees = None if x.shape[0] * self.n_trees <= _NUMPY_MAX_CELLS else self._sklearn_trees()
+        trees = self._sklearn_trees()
         if trees is not None:
-            return np.stack([t.predict(x).reshape(len(x), -1)[:, 0] for t in trees])
+            def one(tree: object) -> np.ndarray:
+                return tree.predict(x).reshape(len(x), -1)[:, 0]  # type: ignore[attr-defined]
+
+            if x.shape[0] * self.n_trees >= _THREAD_MIN_CELLS and _CPUS > 1:
+                # scikit-learn's tree traversal releases the GIL: threads scale on cores.
+                with ThreadPoolExecutor(max_workers=min(_CPUS, len(trees))) as pool:
+                    return np.stack(list(pool.map(one, trees)))
+            return np.stack([one(t) for t in trees])
         return self.predict_trees_numpy(x)
 
     def predict_trees_numpy(self, x: np.ndarray) -> np.ndarray:

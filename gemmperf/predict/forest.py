@@ -13,7 +13,10 @@ finds the factor ``c`` such that ``center +- c * spread`` covers ``interval`` of
 The final ensemble is then fitted on all rows. That calibration describes GPUs the model has
 seen; for a GPU it has not, the half-width also gets (in quadrature) the scatter of per-GPU
 levels that the hardware-normalised base leaves unexplained (``gpu_level_sd_``, estimated from
-kernel families measured on two or more GPUs), as a normal quantile.
+kernel families measured on two or more GPUs), as a normal quantile. A row naming a kernel the
+model has not seen, of a family it has seen with several kernels (a new benchmark of a DVFS
+table), is predicted as the average over that family's kernels, their scatter widening the
+interval the same way.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ LEARNERS = ("extra_trees", "random_forest")
 MIN_ROWS = 10
 #: Floor of the per-row tree spread (log units) so a row all trees agree on still gets an interval.
 MIN_SPREAD = 1e-3
+_CHUNK_ROWS = 4096
 
 
 class Predictor(BaseEstimator):
@@ -60,7 +64,7 @@ class Predictor(BaseEstimator):
     """
 
     def __init__(self, targets: tuple[str, ...] = TARGETS, learner: str = "extra_trees",
-                 n_estimators: int = 48, max_leaf_nodes: int | None = 8192,
+                 n_estimators: int = 32, max_leaf_nodes: int | None = 16384,
                  min_samples_leaf: int = 1, max_features: float = 1.0, interval: float = 0.8,
                  calibration_fraction: float = 0.2, random_state: int | None = 0,
                  n_jobs: int | None = None) -> None:
@@ -97,6 +101,7 @@ class Predictor(BaseEstimator):
         self.interval_scale_: dict[str, float] = {}
         self.gpu_level_sd_: dict[str, float] = {}
         self.gpus_: dict[str, list[str]] = {}
+        self.kernels_: dict[str, dict[str, list[str]]] = {}
         self.n_train_: dict[str, int] = {}
         for target in self.targets:
             values = targets[target]
@@ -109,8 +114,9 @@ class Predictor(BaseEstimator):
             self.forests_[target] = self._fit_forest(rows, z)
             self.n_train_[target] = int(ok.sum())
             self.gpus_[target] = sorted(pd.unique(features.gpu[ok]))
+            self.kernels_[target] = _kernels_by_family(features, ok)
             self.gpu_level_sd_[target] = _gpu_level_sd(
-                z, features.gpu[ok], features.categorical["family"].to_numpy()[ok])
+                z, features.gpu[ok], features.categorical["family"][ok])
         if not self.forests_:
             raise DataFormatError(
                 f"no target has {MIN_ROWS}+ rows with a positive value "
@@ -157,11 +163,18 @@ class Predictor(BaseEstimator):
         ratio = np.abs(z[held] - center) / spread
         return float(np.quantile(ratio, self.interval))
 
+    def _vocabulary(self, column: str) -> pd.Index:
+        """``categories_[column]`` as an Index (cached: a single prediction must stay cheap)."""
+        cache = self.__dict__.setdefault("_vocabularies", {})
+        key = (column, id(self.categories_))
+        if key not in cache:
+            cache[key] = pd.Index(self.categories_[column], dtype=object)
+        return cache[key]
+
     def _matrix(self, features: FeatureSet) -> np.ndarray:
         codes = []
         for c in CATEGORICAL_FEATURES:
-            code = pd.Index(self.categories_[c], dtype=object).get_indexer(
-                features.categorical[c])
+            code = self._vocabulary(c).get_indexer(features.categorical[c])
             codes.append(np.where(code >= 0, code, MISSING))
         matrix = np.column_stack([features.numeric.to_numpy(np.float64), *codes])
         return np.ascontiguousarray(matrix, dtype=np.float32)
@@ -174,14 +187,20 @@ class Predictor(BaseEstimator):
         features = build_features(X)
         matrix = self._matrix(features)
         out: dict[str, np.ndarray] = {}
+        z_score = norm.ppf(0.5 + self.interval / 2)
         for target, forest in self.forests_.items():
             center, spread = _center_spread(forest.predict_trees(matrix))
             half = self.interval_scale_[target] * spread
+            # A kernel the ensemble never saw (by name) of a family it saw with several: the
+            # average over that family's known kernels, plus their scatter in the interval.
+            for rows, mean, sd in self._unseen_kernels(target, matrix, features):
+                center[rows] = mean
+                half[rows] = np.hypot(half[rows], z_score * sd)
             # A GPU the ensemble never saw adds the between-GPU level scatter the base leaves
             # unexplained, in quadrature (independent error sources).
-            unseen = ~np.isin(features.gpu, self.gpus_[target])
+            unseen = ~_member(features.gpu, self.gpus_[target])
             if unseen.any():
-                extra = norm.ppf(0.5 + self.interval / 2) * self.gpu_level_sd_[target]
+                extra = z_score * self.gpu_level_sd_[target]
                 half = np.where(unseen, np.hypot(half, extra), half)
             base = features.log_base[target]
             name = TARGET_COLUMNS[target]
@@ -194,6 +213,37 @@ class Predictor(BaseEstimator):
                 out["energy_j" + suffix] = out["runtime_s" + suffix] * out["power_w" + suffix]
         return pd.DataFrame(out, index=X.index)
 
+    def _unseen_kernels(self, target: str, matrix: np.ndarray, features: FeatureSet
+                        ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """(rows, mean, sd over kernels) for rows naming a kernel ``target`` never trained on."""
+        known = self.kernels_.get(target, {})
+        kernels = features.categorical["kernel_name"]
+        every = [k for names in known.values() for k in names]
+        if not every or not ((kernels != "") & ~_member(kernels, every)).any():
+            return []
+        families = features.categorical["family"]
+        column = len(NUMERIC_FEATURES) + CATEGORICAL_FEATURES.index("kernel_name")
+        vocab = self._vocabulary("kernel_name")
+        out = []
+        for family in pd.unique(families[kernels != ""]):
+            names = known.get(family, [])
+            rows = np.flatnonzero((families == family) & (kernels != "")
+                                  & ~_member(kernels, names))
+            if len(names) < 2 or not len(rows):
+                continue
+            codes = vocab.get_indexer(names)[:, None]
+            mean, sd = np.empty(len(rows)), np.empty(len(rows))
+            for start in range(0, len(rows), _CHUNK_ROWS):   # bounded memory: kernels x chunk
+                part = rows[start:start + _CHUNK_ROWS]
+                stacked = np.repeat(matrix[part][None], len(names), axis=0)  # (kernels, rows, f)
+                stacked[:, :, column] = codes
+                trees = self.forests_[target].predict_trees(stacked.reshape(-1, matrix.shape[1]))
+                per_kernel = trees.mean(axis=0).reshape(len(names), len(part))
+                mean[start:start + len(part)] = per_kernel.mean(axis=0)
+                sd[start:start + len(part)] = per_kernel.std(axis=0)
+            out.append((rows, mean, sd))
+        return out
+
     def predict_log_trees(self, X: pd.DataFrame, target: str = "runtime") -> np.ndarray:
         """Per-tree predictions of log(target) (n_trees x n_rows), for diagnostics."""
         check_is_fitted(self, "forests_")
@@ -203,6 +253,23 @@ class Predictor(BaseEstimator):
         features = build_features(X)
         trees = self.forests_[target].predict_trees(self._matrix(features))
         return trees + features.log_base[target][None, :]
+
+
+def _member(values: np.ndarray, allowed: list[str]) -> np.ndarray:
+    """``np.isin`` for text arrays with few distinct values (hashing each distinct value once)."""
+    codes, uniques = pd.factorize(values)
+    allowed_set = set(allowed)
+    hit = np.array([u in allowed_set for u in uniques] + [False], dtype=bool)
+    return hit[np.where(codes >= 0, codes, len(uniques))]
+
+
+def _kernels_by_family(features: FeatureSet, rows: np.ndarray) -> dict[str, list[str]]:
+    """Kernel names seen per family on ``rows`` (families without kernel names are omitted)."""
+    table = pd.DataFrame({"family": features.categorical["family"][rows],
+                          "kernel": features.categorical["kernel_name"][rows]})
+    table = table[table["kernel"] != ""]
+    return {str(f): sorted(map(str, part["kernel"].unique()))
+            for f, part in table.groupby("family")}
 
 
 def _gpu_level_sd(z: np.ndarray, gpus: np.ndarray, families: np.ndarray) -> float:

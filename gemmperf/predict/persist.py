@@ -146,6 +146,7 @@ def _metadata(model: Predictor, arrays: Mapping[str, np.ndarray],
         "interval_scale": dict(model.interval_scale_),
         "gpu_level_sd": dict(model.gpu_level_sd_),
         "gpus": {t: list(v) for t, v in model.gpus_.items()},
+        "kernels": {t: {f: list(k) for f, k in v.items()} for t, v in model.kernels_.items()},
         "n_train": dict(model.n_train_),
         "training_data": list(model.training_data_),
         "trees": {t: {"trees": f.n_trees, "nodes": f.n_nodes} for t, f in model.forests_.items()},
@@ -215,6 +216,8 @@ def _rebuild(path: Path, arrays: Mapping[str, np.ndarray], meta: Mapping[str, An
         model.interval_scale_ = {t: float(meta["interval_scale"][t]) for t in model.forests_}
         model.gpu_level_sd_ = {t: float(meta["gpu_level_sd"][t]) for t in model.forests_}
         model.gpus_ = {t: [str(g) for g in meta["gpus"][t]] for t in model.forests_}
+        model.kernels_ = {t: {str(f): [str(k) for k in ks] for f, ks in meta["kernels"][t].items()}
+                          for t in model.forests_}
         model.n_train_ = {t: int(meta["n_train"][t]) for t in model.forests_}
         model.training_data_ = list(meta.get("training_data", []))
     except (KeyError, TypeError, ValueError) as exc:

@@ -1,0 +1,291 @@
+"""``gemmperf recommend``, ``gemmperf autotune`` and ``gemmperf clocks``.
+
+recommend: rank a family's configs (or the configs a file lists) for a problem on a GPU by
+predicted time, energy or energy-delay; ``--explain`` says why configs were pruned, ``--plot``
+draws the predicted time-energy Pareto front with the picks. autotune: measure the most promising
+configs, adapt the model, repeat (``--replay FILE`` plays a recorded space as the GPU; see
+:mod:`gemmperf.cli.autotune`). clocks: the locked SM clock that minimises energy, with its time
+cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+from typing import Any
+
+from gemmperf.cli._output import format_cell, print_json, print_table
+from gemmperf.errors import InvalidProblemError
+from gemmperf.problem import GemmProblem
+
+
+def add_problem_args(p: argparse.ArgumentParser, *, required: bool = False) -> None:
+    """--gpu, --m/--n/--k/--batch, --dtype, --layout."""
+    p.add_argument("--gpu", required=required, help="GPU key, alias or name (`gemmperf gpus`)")
+    p.add_argument("--m", type=int, default=None, help="rows of A and C")
+    p.add_argument("--n", type=int, default=None, help="columns of B and C")
+    p.add_argument("--k", type=int, default=None, help="inner dimension")
+    p.add_argument("--batch", type=int, default=1, help="independent products (default 1)")
+    p.add_argument("--dtype", default=None,
+                   help="operand type: f64 f32 tf32 f16 bf16 fp8 int8 (default: the family's)")
+    p.add_argument("--layout", default=None,
+                   help="nn nt tn tt (default: the family's, else nn)")
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=None, metavar="MODEL",
+                   help="model bundle (.npz; default: the shipped model, else the roofline)")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="allow a .pkl model (pickle runs code from the file)")
+    p.add_argument("--objective", default="time", choices=("time", "energy", "edp"),
+                   help="rank by predicted runtime, energy per call, or energy x runtime")
+
+
+def register(subparsers: Any) -> None:
+    """Add ``recommend``, ``autotune`` and ``clocks``."""
+    from gemmperf.cli.autotune import register_autotune
+
+    p = subparsers.add_parser(
+        "recommend", help="rank kernel configs for a GEMM on a GPU by predicted time/energy",
+        description="Rank the valid configs of a kernel family (or the configs a records file or "
+        "Kernel Tuner cache lists; its measured times are ignored) for one GEMM on one GPU: "
+        "predicted runtime with its interval, power, energy, roofline bound and speedup over "
+        "the family's default config.")
+    add_problem_args(p, required=True)
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--family", help="kernel family: clblast_xgemm, tiled, blocked, cutlass")
+    group.add_argument("--space", metavar="FILE", help="rank the configs this file lists")
+    add_model_args(p)
+    p.add_argument("--top", type=int, default=10, help="configs to list (default 10)")
+    p.add_argument("--explain", action="store_true", help="say why configs were pruned")
+    p.add_argument("--examples", type=int, default=1,
+                   help="with --explain: example configs per reason (default 1)")
+    p.add_argument("--plot", metavar="FILE.png", default=None,
+                   help="save the predicted time-energy Pareto front with the picks")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.set_defaults(func=run_recommend)
+    register_autotune(subparsers)
+
+    c = subparsers.add_parser(
+        "clocks", help="locked SM clock that minimises a GEMM's energy, with its time cost",
+        description="Predict the GEMM's runtime at the boost clock (best config of --family, or "
+        "the roofline's default tile), scale it with the SM clock (compute part 1/f, DRAM part "
+        "fixed) and price it with the DVFS power model calibrated on measured power-vs-clock "
+        "sweeps; print the clock with the lowest energy (or energy-delay) and its time cost.")
+    add_problem_args(c, required=True)
+    c.add_argument("--family", default=None, help="kernel family whose best config to use")
+    add_model_args(c)
+    c.set_defaults(objective="energy")
+    c.add_argument("--json", action="store_true", help="print one JSON document")
+    c.set_defaults(func=run_clocks)
+
+
+def load_model_arg(args: argparse.Namespace) -> Any:
+    from gemmperf.tune.models import load_default_model
+
+    if args.model and args.model.endswith(".pkl"):
+        from gemmperf.predict.persist import load_model
+
+        return load_model(args.model, trust_pickle=args.trust_pickle)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = load_default_model(args.model)
+    for w in caught:
+        import sys
+
+        print(f"gemmperf: note: {w.message}", file=sys.stderr)
+    return model
+
+
+def problem_from_args(args: argparse.Namespace, *, family: str | None = None,
+                      fallback: GemmProblem | None = None) -> GemmProblem:
+    """The GEMM the flags describe; a file's own problem when --m/--n/--k are not given."""
+    from gemmperf.spaces import space_problem_defaults
+
+    fixed = space_problem_defaults(family) if family else {}
+    dims = (args.m, args.n, args.k)
+    if any(d is not None for d in dims):
+        if any(d is None for d in dims):
+            raise InvalidProblemError("give all of --m, --n and --k")
+        dtype = args.dtype or fixed.get("dtype") or (fallback.dtype if fallback else None)
+        if dtype is None:
+            raise InvalidProblemError("give --dtype (e.g. f16)")
+        layout = args.layout or fixed.get("layout") or "nn"
+        return GemmProblem(args.m, args.n, args.k, batch=args.batch, dtype=dtype, layout=layout)
+    if fallback is not None:
+        return fallback
+    raise InvalidProblemError("give --m, --n and --k (and --dtype) of the GEMM")
+
+
+def _space_and_problem(args: argparse.Namespace, gpu: Any) -> tuple[Any, GemmProblem]:
+    from gemmperf.spaces import file_space, get_space
+
+    if getattr(args, "space", None):
+        hint = problem_from_args(args) if args.m is not None else None
+        space, _ = file_space(args.space, problem=hint, gpu=gpu)
+        return space, problem_from_args(args, fallback=space.problem)
+    check_family(args.family)
+    problem = problem_from_args(args, family=args.family)
+    return get_space(args.family, problem, gpu), problem
+
+
+def check_family(family: str) -> None:
+    """An unknown family is the first thing to report (before asking for a dtype)."""
+    from pathlib import Path
+
+    from gemmperf.spaces import SpaceError, known_families
+
+    if family not in known_families() and not (family.endswith(".json") and Path(family).is_file()):
+        raise SpaceError(f"unknown kernel family {family!r}; known: "
+                         f"{', '.join(known_families())} (or --space FILE)")
+
+
+def config_text(row: Any, tunables: list[str]) -> str:
+    return " ".join(f"{n}={format_cell(row[n])}" for n in tunables if n in row.index)
+
+
+def run_recommend(args: argparse.Namespace) -> int:
+    """Rank and print the configs."""
+    from gemmperf.hardware.specs import get_gpu
+    from gemmperf.recommend import rank_space
+    from gemmperf.tune.models import model_name
+
+    if args.top < 1:
+        raise InvalidProblemError(f"--top must be at least 1, got {args.top}")
+    gpu = get_gpu(args.gpu)
+    space, problem = _space_and_problem(args, gpu)
+    model = load_model_arg(args)
+    ranked = rank_space(space, problem, gpu, model, objective=args.objective)
+    top = ranked.head(args.top)
+    candidates = space.candidates
+    tunables = [n for n in space.param_names if candidates[n].nunique(dropna=False) > 1]
+    if args.plot:
+        from gemmperf.report_recommend import pareto_chart
+
+        pareto_chart(ranked, args.plot, picks=list(range(len(top))),
+                     title=f"{space.family} {problem.m}x{problem.n}x{problem.k} {problem.dtype} "
+                           f"on {gpu.key}")
+    default = ranked[ranked["is_default"]]
+    doc = {
+        "gpu": gpu.key,
+        "problem": {k: getattr(problem, k) for k in ("m", "n", "k", "batch", "dtype", "layout")},
+        "objective": args.objective, "model": model_name(model), "space": space.summary(),
+        "default": None if default.empty else {
+            "rank": int(default["rank"].iloc[0]), "config": _config(default.iloc[0], space),
+            "runtime_s": float(default["runtime_s"].iloc[0]), "source": space.default_source},
+        "recommendations": [_recommendation(row, space) for _, row in top.iterrows()],
+    }
+    if args.explain:
+        doc["pruned"] = explain_pruned(space, args.examples)
+    if args.plot:
+        doc["plot"] = args.plot
+    if args.json:
+        print_json(doc)
+        return 0
+    _print_recommendations(doc, top, tunables, space)
+    return 0
+
+
+def _config(row: Any, space: Any) -> dict[str, Any]:
+    return {n: row[n] for n in space.param_names if n in row.index}
+
+
+def _recommendation(row: Any, space: Any) -> dict[str, Any]:
+    out = {"rank": int(row["rank"]), "config_id": row.name, "config": _config(row, space)}
+    for name in ("runtime_s", "runtime_s_lo", "runtime_s_hi", "power_w", "energy_j",
+                 "energy_j_lo", "energy_j_hi", "edp_js", "bound", "roofline_fraction",
+                 "speedup_vs_default", "objective_gain_vs_default", "power_source"):
+        out[name] = row[name]
+    return out
+
+
+def explain_pruned(space: Any, examples: int) -> dict[str, Any]:
+    """Pruned configs grouped by reason, with ``examples`` explained configs per reason."""
+    pruned = space.pruned
+    groups = []
+    for reason, part in pruned.groupby("reason", sort=False):
+        sample = part.head(max(examples, 0))
+        explained = space.explain(sample)
+        groups.append({"reason": reason, "count": len(part), "examples": [
+            {"config": _config(row, space), "explanation": explained[i]}
+            for i, row in sample.iterrows()]})
+    groups.sort(key=lambda g: -g["count"])
+    return {"total": len(pruned), "by_reason": groups}
+
+
+def _print_recommendations(doc: dict[str, Any], top: Any, tunables: list[str],
+                           space: Any) -> None:
+    summary = doc["space"]
+    print(f"{summary['space']}: {summary['valid']:,} valid of {summary['total']:,} configs; "
+          f"model: {doc['model']}; objective: {doc['objective']}")
+    rows = []
+    for _, r in top.iterrows():
+        interval = (f"{r['runtime_s_lo'] * 1e3:.3g}-{r['runtime_s_hi'] * 1e3:.3g}"
+                    if r["runtime_s_lo"] == r["runtime_s_lo"] else "-")
+        rows.append([int(r["rank"]), config_text(r, tunables), r["runtime_s"] * 1e3, interval,
+                     r["power_w"], r["energy_j"] * 1e3, r["bound"],
+                     f"{100 * r['roofline_fraction']:.0f}%", r["speedup_vs_default"]])
+    print_table(["#", "config", "ms", "80% interval", "W", "mJ", "bound", "of roofline",
+                 "vs default"], rows)
+    if doc["default"]:
+        d = doc["default"]
+        print(f"default config (rank {d['rank']}): {d['runtime_s'] * 1e3:.4g} ms predicted "
+              f"[{d['source']}]")
+    if "pruned" in doc:
+        print(f"\npruned {doc['pruned']['total']:,} configs:")
+        for group in doc["pruned"]["by_reason"]:
+            print(f"  {group['count']:>7,}  {group['reason']}")
+            for example in group["examples"]:
+                print(f"           e.g. {example['explanation']}")
+    if "plot" in doc:
+        print(f"wrote {doc['plot']}")
+
+
+def run_clocks(args: argparse.Namespace) -> int:
+    """Print the energy-optimal locked clock."""
+    import pandas as pd
+
+    from gemmperf.hardware.specs import get_gpu
+    from gemmperf.roofline_frame import roofline_frame
+    from gemmperf.tune.clocks import recommend_clock
+
+    gpu = get_gpu(args.gpu)
+    objective = args.objective if args.objective in ("energy", "edp") else "energy"
+    if args.family:
+        check_family(args.family)
+    problem = problem_from_args(args, family=args.family)
+    row: dict[str, Any] = {k: getattr(problem, k) for k in ("m", "n", "k", "batch", "dtype",
+                                                              "acc_dtype")}
+    config_note = "roofline default tile"
+    if args.family:
+        from gemmperf.recommend import rank_space, resolve_space
+
+        space = resolve_space(problem, gpu, family=args.family)
+        best = rank_space(space, problem, gpu, load_model_arg(args)).iloc[0]
+        row.update({c: best[c] for c in ("tile_m", "tile_n", "tile_k", "threads_per_block")
+                    if c in best.index and best[c] == best[c]})
+        runtime, fraction = float(best["runtime_s"]), float(best["roofline_fraction"])
+        config_note = f"best predicted {args.family} config (rank 1)"
+    roof = roofline_frame(pd.DataFrame([row]), gpu).iloc[0]
+    if not args.family:
+        runtime = float(roof["estimate_s"])
+        fraction = float(roof["lower_bound_s"] / runtime)
+    answer = recommend_clock(gpu, runtime_s=runtime, compute_s=float(roof["tile_compute_time_s"]),
+                             memory_s=float(roof["tile_memory_time_s"]),
+                             roofline_fraction=fraction, objective=objective)
+    doc = answer.to_dict()
+    doc["config"] = config_note
+    doc["calibration"] = "own" if answer.calibrated else "generic (mean of calibrated GPUs)"
+    if args.json:
+        print_json(doc)
+        return 0
+    print(f"{gpu.key}: lock the SM clock at {answer.clock_mhz:.0f} MHz (boost "
+          f"{answer.boost_clock_mhz:.0f}) for the lowest {objective}: "
+          f"{100 * answer.energy_saving:.1f}% less energy, {100 * (answer.time_cost - 1):.1f}% "
+          f"more time ({config_note}; DVFS calibration: {doc['calibration']})")
+    curve = answer.curve
+    picks = curve.iloc[::max(1, len(curve) // 8)]
+    print_table(["MHz", "ms", "W", "mJ", "time cost", "energy saving"],
+                [[r.clock_mhz, r.runtime_s * 1e3, r.power_w, r.energy_j * 1e3, r.time_cost,
+                  f"{100 * r.energy_saving:.1f}%"] for r in picks.itertuples()])
+    return 0

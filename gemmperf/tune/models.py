@@ -1,0 +1,178 @@
+"""The model the recommender ranks with, and the records-style frame it is asked about.
+
+Any object with ``predict(frame) -> DataFrame`` giving ``runtime_s`` (and optionally
+``runtime_s_lo``/``runtime_s_hi``, ``power_w``, ``energy_j`` and their bounds) is a model: the
+trained :class:`gemmperf.predict.forest.Predictor`, a test stand-in, or :class:`RooflineModel`, the
+fallback when no trained model is available (the tile-aware roofline estimate as runtime).
+
+Power: where the model predicts none, :func:`utilization_power` fills it from the GPU's TDP with
+the DVFS model of :mod:`gemmperf.tune.power`, and ``power_source`` says so.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import pandas as pd
+
+from gemmperf.errors import GemmperfError, InvalidProblemError
+from gemmperf.hardware.specs import GpuSpec
+from gemmperf.problem import GemmProblem
+from gemmperf.spaces.space import COMMON_COLUMNS, params_json_column
+
+#: Prediction columns the recommender carries (bounds are NaN when a model gives none).
+PREDICTION_COLUMNS = ("runtime_s", "runtime_s_lo", "runtime_s_hi", "power_w", "power_w_lo",
+                      "power_w_hi", "energy_j", "energy_j_lo", "energy_j_hi")
+#: Record source whose rows taught a model a family (for picking reference GPUs).
+FAMILY_SOURCES = {"clblast_xgemm": ("kernel_tuner",), "tiled": ("sweep",),
+                  "blocked": ("sweep",), "cutlass": ("sweep", "cutlass_profiler"),
+                  "cublas": ("sweep",)}
+
+
+@runtime_checkable
+class Model(Protocol):
+    """What the recommender needs from a predictor."""
+
+    def predict(self, X: pd.DataFrame) -> pd.DataFrame:
+        """Per row of a records-style frame: ``runtime_s`` and optional bounds/power/energy."""
+
+
+class RooflineModel:
+    """Fallback model: runtime = the tile-aware roofline estimate (no interval, no power).
+
+    It ranks configurations by wave quantisation and tile traffic only, so it cannot tell
+    tunables it does not model (vector widths, shared-memory staging) apart.
+    """
+
+    name = "roofline (no trained model)"
+
+    def predict(self, X: pd.DataFrame) -> pd.DataFrame:
+        from gemmperf.roofline_frame import roofline_frame
+
+        est = roofline_frame(X)
+        runtime = est["estimate_s"].where(est["estimate_s"] < np.inf, est["lower_bound_s"])
+        return pd.DataFrame({"runtime_s": runtime.to_numpy(dtype=float)}, index=X.index)
+
+
+def model_name(model: Any) -> str:
+    """A short description of ``model`` for reports."""
+    name = getattr(model, "name", None)
+    if isinstance(name, str):
+        return name
+    trained = getattr(model, "training_data_", None)
+    if trained:
+        gpus = sorted({str(e.get("gpu")) for e in trained})
+        return f"{type(model).__name__} trained on {', '.join(gpus)}"
+    return type(model).__name__
+
+
+def load_default_model(path: str | None = None) -> Any:
+    """The model bundle at ``path``, or the shipped default; the roofline when there is none.
+
+    Loading a given ``path`` that fails is an error; a missing default only warns.
+    """
+    try:
+        from gemmperf.predict.persist import load_model
+    except ImportError:
+        load_model = None
+    if path is not None:
+        if load_model is None:
+            raise GemmperfError("this gemmperf has no model loader (gemmperf.predict.persist)")
+        return load_model(path)
+    if load_model is not None:
+        try:
+            return load_model()
+        except (GemmperfError, OSError) as exc:
+            warnings.warn(f"no default model ({exc}); ranking by the roofline estimate",
+                          stacklevel=2)
+    else:
+        warnings.warn("no trained model available; ranking by the roofline estimate",
+                      stacklevel=2)
+    return RooflineModel()
+
+
+def reference_gpus(model: Any, family: str, target: str, limit: int = 4) -> list[str]:
+    """GPUs the model saw this family measured on (from ``training_data_``), target excluded.
+
+    These are the "source" GPUs of few-shot adaptation: the autotuner learns how the target
+    GPU's times relate to the model's predictions for them.
+    """
+    trained = getattr(model, "training_data_", None) or []
+    sources = FAMILY_SOURCES.get(family)
+    rows: dict[str, int] = {}
+    for entry in trained:
+        gpu, src = entry.get("gpu"), entry.get("source")
+        if not isinstance(gpu, str) or gpu == target:
+            continue
+        if sources is not None and src not in sources:
+            continue
+        rows[gpu] = rows.get(gpu, 0) + int(entry.get("runtime", entry.get("rows", 0)) or 0)
+    ranked = sorted((g for g, r in rows.items() if r > 0), key=lambda g: (-rows[g], g))
+    return ranked[:limit]
+
+
+def candidate_frame(candidates: pd.DataFrame, param_names: Sequence[str],
+                    problem: GemmProblem, gpu: GpuSpec) -> pd.DataFrame:
+    """The records-style frame a model predicts on: problem, GPU and config columns.
+
+    Tunables travel as columns of their own name (the features read them there first) and only
+    the non-numeric ones stay in the ``params`` JSON, so the model does not re-parse thousands of
+    JSON texts it already has as numbers.
+    """
+    out = pd.DataFrame(index=candidates.index)
+    for name in ("m", "n", "k", "batch", "dtype", "acc_dtype", "out_dtype", "layout"):
+        out[name] = getattr(problem, name)
+    out["gpu"] = gpu.key
+    out["family"] = candidates["family"].to_numpy()
+    if "kernel_name" in candidates:
+        out["kernel_name"] = candidates["kernel_name"].to_numpy()
+    for name in COMMON_COLUMNS:
+        if name in candidates:
+            out[name] = pd.to_numeric(candidates[name], errors="coerce").to_numpy(
+                dtype=float, na_value=np.nan)
+    numeric, other = [], []
+    for name in param_names:
+        if name in COMMON_COLUMNS or name not in candidates:
+            continue
+        if pd.api.types.is_numeric_dtype(candidates[name].dtype):
+            numeric.append(name)
+            out[name] = candidates[name].to_numpy()
+        else:
+            other.append(name)
+    out["params"] = params_json_column(candidates, other)
+    return out
+
+
+def predict_frame(model: Any, frame: pd.DataFrame, gpu: GpuSpec) -> pd.DataFrame:
+    """Run ``model`` on ``frame``: every :data:`PREDICTION_COLUMNS`, ``power_source`` and the
+    roofline columns (``bound``, ``lower_bound_s``, ``roofline_fraction``)."""
+    from gemmperf.roofline_frame import roofline_frame
+    from gemmperf.tune.power import utilization_power
+
+    if frame.empty:
+        raise InvalidProblemError("no configurations to predict")
+    pred = model.predict(frame)
+    if "runtime_s" not in pred:
+        raise GemmperfError(f"{model_name(model)} predicts no runtime_s")
+    out = pd.DataFrame(index=frame.index)
+    for name in PREDICTION_COLUMNS:
+        out[name] = pd.to_numeric(pred[name], errors="coerce").to_numpy(dtype=float) \
+            if name in pred else np.nan
+    roof = roofline_frame(frame, gpu)
+    out["bound"] = roof["bound"].astype(str).to_numpy()
+    out["lower_bound_s"] = roof["lower_bound_s"].to_numpy(dtype=float)
+    out["roofline_fraction"] = out["lower_bound_s"] / out["runtime_s"]
+    if out["power_w"].isna().all():
+        power = utilization_power(gpu, out["roofline_fraction"].to_numpy(dtype=float))
+        out["power_w"] = power
+        out["power_source"] = "utilization model (no power prediction)"
+    else:
+        out["power_source"] = "model"
+    if out["energy_j"].isna().all():
+        for suffix in ("", "_lo", "_hi"):
+            power = out["power_w" + suffix].fillna(out["power_w"])
+            out["energy_j" + suffix] = out["runtime_s" + suffix] * power
+    return out

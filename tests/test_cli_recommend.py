@@ -1,0 +1,120 @@
+"""CLI: gemmperf recommend / autotune / clocks — JSON shape and one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from recommend_helpers import write_synthetic_recording
+
+from gemmperf.cli import main
+from gemmperf.problem import GemmProblem
+from gemmperf.spaces import get_space
+
+XGEMM = ["--gpu", "rtx-3090", "--m", "4096", "--n", "4096", "--k", "4096"]
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory):
+    space = get_space("clblast_xgemm", GemmProblem(4096, 4096, 4096, dtype="f32", layout="nt"),
+                      "rtx-3090")
+    path = tmp_path_factory.mktemp("cli") / "synthetic.jsonl"
+    write_synthetic_recording(path, space, "rtx-3090", count=120)
+    return path
+
+
+def test_recommend_json_shape_and_explain(capsys, tmp_path):
+    plot = tmp_path / "pareto.png"
+    code, out, err = run(capsys, "recommend", *XGEMM, "--family", "clblast_xgemm", "--top", "3",
+                         "--json", "--explain", "--objective", "edp", "--plot", str(plot))
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["problem"]["dtype"] == "f32" and doc["problem"]["layout"] == "nt"
+    assert doc["space"]["valid"] == 17_956 and doc["objective"] == "edp"
+    assert len(doc["recommendations"]) == 3
+    first = doc["recommendations"][0]
+    assert first["rank"] == 1 and {"MWG", "NWG", "VWM", "SA"} <= set(first["config"])
+    for key in ("runtime_s", "runtime_s_lo", "runtime_s_hi", "power_w", "energy_j", "bound",
+                "roofline_fraction", "speedup_vs_default"):
+        assert key in first
+    assert doc["default"]["config"]["MWG"] == 32
+    pruned = doc["pruned"]
+    assert pruned["total"] == 82_944 - 17_956
+    assert sum(g["count"] for g in pruned["by_reason"]) == pruned["total"]
+    assert "not a multiple" in pruned["by_reason"][0]["examples"][0]["explanation"]
+    assert plot.stat().st_size > 10_000
+
+
+def test_recommend_table_from_a_space_file(capsys, recording):
+    code, out, err = run(capsys, "recommend", "--gpu", "rtx-3090", "--space", str(recording),
+                         "--top", "2")
+    assert code == 0, err
+    assert "configs in synthetic.jsonl: 120 valid of 120" in out
+    assert "MWG=" in out
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["recommend", *XGEMM, "--family", "nope"], "unknown kernel family 'nope'"),
+    (["recommend", "--gpu", "rtx-3090", "--m", "64", "--family", "clblast_xgemm"],
+     "give all of --m, --n and --k"),
+    (["recommend", *XGEMM, "--family", "clblast_xgemm", "--top", "0"], "--top must be at least"),
+    (["recommend", *XGEMM, "--family", "blocked"], "give --dtype"),
+    (["recommend", "--gpu", "no-such-gpu", "--m", "1", "--n", "1", "--k", "1", "--dtype", "f32",
+      "--family", "tiled"], "unknown GPU"),
+    (["autotune", *XGEMM, "--family", "clblast_xgemm", "--budget", "0"], "--budget must be"),
+    (["clocks", "--gpu", "h100-sxm", "--m", "64", "--n", "64"], "give all of --m, --n and --k"),
+])
+def test_cli_errors_are_one_line_with_exit_2(capsys, argv, message):
+    code, _, err = run(capsys, *argv)
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.startswith("gemmperf: error:")]
+    assert len(lines) == 1 and message in lines[0]
+
+
+def test_autotune_replay_json(capsys, recording):
+    code, out, err = run(capsys, "autotune", "--replay", str(recording), "--budget", "5",
+                         "--strategy", "random", "--seed", "7", "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["gpu"] == "rtx-3090" and doc["budget"] == 5 and len(doc["measured"]) == 5
+    assert doc["best"]["runtime_s"] == min(m["runtime_s"] for m in doc["measured"])
+    assert doc["regret_vs_recorded_best"] >= 1.0
+    again = json.loads(run(capsys, "autotune", "--replay", str(recording), "--budget", "5",
+                           "--strategy", "random", "--seed", "7", "--json")[1])
+    assert [m["config_id"] for m in again["measured"]] == \
+        [m["config_id"] for m in doc["measured"]]
+
+
+def test_autotune_replay_refuses_a_family(capsys, recording):
+    code, _, err = run(capsys, "autotune", "--replay", str(recording), "--family", "tiled",
+                       "--budget", "2")
+    assert code == 2 and "drop --family" in err
+
+
+def test_autotune_on_the_fake_backend_records_every_measurement(capsys, tmp_path):
+    code, out, err = run(capsys, "autotune", "--gpu", "rtx-4070", "--m", "256", "--n", "256",
+                         "--k", "256", "--dtype", "f32", "--family", "tiled", "--budget", "3",
+                         "--strategy", "greedy", "--backend", "fake", "--out", str(tmp_path),
+                         "--json")
+    assert code == 0, err
+    assert "synthetic" in err
+    doc = json.loads(out)
+    assert len(doc["measured"]) == 3
+    assert len((tmp_path / "autotune.jsonl").read_text().splitlines()) == 3
+
+
+def test_clocks_json(capsys):
+    code, out, err = run(capsys, "clocks", "--gpu", "a100-pcie-40gb", "--m", "8192", "--n",
+                         "8192", "--k", "8192", "--dtype", "f16", "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["calibration"] == "own"
+    assert doc["clock_mhz"] < doc["boost_clock_mhz"]
+    assert doc["time_cost"] >= 1.0 and 0 < doc["energy_saving"] < 1
+    assert len(doc["curve"]) > 10
