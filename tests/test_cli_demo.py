@@ -16,6 +16,7 @@ def test_demo_json_has_roofline_plan_and_budget(capsys):
         # the estimate never beats the strict bound, and throughput never beats the peak
         assert row["estimate_us"] >= row["lower_bound_us"] > 0
         assert 0 < row["tail_efficiency"] <= 1
+    assert len(out["recommend"]) == 3 and all(p["runtime_s"] > 0 for p in out["recommend"])
     assert 0 < out["plan"]["mfu"] < 1 and out["plan"]["gpu_hours"] > 0
     assert out["budget"]["n_opt"] > 0 and out["budget"]["d_opt"] > out["budget"]["n_opt"]
 
@@ -24,4 +25,5 @@ def test_demo_table_names_the_sections(capsys):
     assert main(["demo"]) == 0
     text = capsys.readouterr().out
     assert "Roofline of common training GEMMs" in text
+    assert "Recommended clblast_xgemm configs" in text
     assert "Training plan:" in text and "Budget:" in text

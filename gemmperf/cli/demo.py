@@ -12,6 +12,7 @@ import argparse
 from gemmperf.cli._output import print_json, print_table
 from gemmperf.hardware.specs import get_gpu
 from gemmperf.problem import GemmProblem
+from gemmperf.recommend import recommend
 from gemmperf.roofline import roofline
 from gemmperf.training import compute_optimal, plan_training
 
@@ -61,6 +62,23 @@ DEMO_PLAN = {"arch": "llama-3-8b", "tokens": 15e12, "gpu": "h100-sxm", "num_gpus
 DEMO_BUDGET = {"gpu": "h100-sxm", "gpu_hours": 1e6, "law": "epoch"}
 
 
+# A tile recommendation on a GPU the shipped model has no measurements of (CLBlast Xgemm space).
+DEMO_RECOMMEND = {"gpu": "rtx-4090", "m": 4096, "n": 4096, "k": 4096, "dtype": "f32",
+                  "family": "clblast_xgemm", "top": 3}
+
+
+def recommend_section() -> list[dict]:
+    """Top configs of the demo recommendation (predicted, zero-shot) as dicts."""
+    r = DEMO_RECOMMEND
+    table = recommend(GemmProblem(r["m"], r["n"], r["k"], dtype=r["dtype"]), r["gpu"],
+                      family=r["family"], top=r["top"])
+    return [
+        {"params": row.params, "runtime_s": row.runtime_s, "power_w": row.power_w,
+         "energy_j": row.energy_j, "speedup_vs_default": row.speedup_vs_default}
+        for row in table.itertuples()
+    ]
+
+
 def plan_section() -> dict:
     """The demo training plan as a flat dict."""
     plan = plan_training(DEMO_PLAN["arch"], tokens=DEMO_PLAN["tokens"], gpu=DEMO_PLAN["gpu"],
@@ -87,10 +105,11 @@ def budget_section() -> dict:
 
 def run(args: argparse.Namespace) -> int:
     rows = roofline_section(args.dtype)
+    picks = recommend_section()
     plan = plan_section()
     budget = budget_section()
     if args.json:
-        print_json({"roofline": rows, "plan": plan, "budget": budget})
+        print_json({"roofline": rows, "recommend": picks, "plan": plan, "budget": budget})
         return 0
     columns = ["gpu", "gemm", "m", "n", "k", "bound", "lower_bound_us", "estimate_us",
                "estimate_tflops", "waves", "tail_efficiency"]
@@ -98,6 +117,12 @@ def run(args: argparse.Namespace) -> int:
                "waves", "tail eff."]
     print_table(headers, ([r[c] for c in columns] for r in rows),
                 title=f"Roofline of common training GEMMs ({args.dtype}, published peak specs)")
+    r = DEMO_RECOMMEND
+    print(f"\nRecommended {r['family']} configs for {r['m']}x{r['n']}x{r['k']} {r['dtype']} on "
+          f"{r['gpu']} (predicted, no measurements of this GPU in the model):")
+    for rank, pick in enumerate(picks, start=1):
+        print(f"  {rank}. {pick['params']}: {pick['runtime_s'] * 1e3:.2f} ms predicted, "
+              f"{pick['speedup_vs_default']:.2f}x CLBlast's default config")
     print(f"\nTraining plan: {plan['arch']} on {plan['num_gpus']} x {plan['gpu']} for "
           f"{plan['tokens']:.3g} tokens: step {plan['step_time_s']:.2f} s, MFU {plan['mfu']:.1%}, "
           f"{plan['days']:.1f} days, {plan['gpu_hours']:,.0f} GPU-hours, "
