@@ -77,7 +77,9 @@ def rank_model_pick(train: pd.DataFrame, space, problem, gpu: str) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--budget", type=int, default=16)
+    parser.add_argument("--budget", type=int, default=16, help="budget of the table")
+    parser.add_argument("--curve-budget", type=int, default=32,
+                        help="measurements per run for the regret-vs-budget curve")
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--strategies", default="model,random,greedy")
     parser.add_argument("--no-noise", action="store_true", help="replay recorded medians exactly")
@@ -93,8 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     records = import_kernel_tuner([data / n for n in CACHES.values()])
-    results: dict = {"budget": args.budget, "seeds": args.seeds, "noise": not args.no_noise,
-                     "gpus": {}}
+    results: dict = {"budget": args.budget, "curve_budget": max(args.budget, args.curve_budget),
+                     "seeds": args.seeds, "noise": not args.no_noise, "gpus": {}}
     curves: dict = {}
     for gpu in [g.strip() for g in args.gpus.split(",")]:
         started = time.monotonic()
@@ -121,23 +123,29 @@ def main(argv: list[str] | None = None) -> int:
                               get_gpu(gpu), [gpu, *refs], "time")
         entry["reference_gpus"] = refs
         curves[gpu] = {}
+        # Every strategy is sequential and ignores the budget, so the first B steps of a longer
+        # run are exactly a run with budget B: one run per seed gives the whole curve.
+        steps = max(args.budget, args.curve_budget)
+        at = args.budget - 1
         for strategy in strategies:
             runs = []
             for seed in range(args.seeds):
                 measurer = ReplayMeasurer(recording, noise=not args.no_noise,
                                           rng=np.random.default_rng(10_000 + seed))
-                result = autotune(space, problem, gpu, measurer, budget=args.budget,
+                result = autotune(space, problem, gpu, measurer, budget=steps,
                                   strategy=strategy, seed=seed,
                                   priors=priors if strategy == "model" else None)
                 runs.append(regret_curve(result.history, recorded, best))
             runs = np.array(runs)
             curves[gpu][strategy] = runs
-            final = runs[:, -1]
+            final = runs[:, at]
             entry[strategy] = {
                 "median": float(np.median(final)), "q25": float(np.percentile(final, 25)),
                 "q75": float(np.percentile(final, 75)),
                 "share_within_1pct": float(np.mean(final <= 1.01)),
                 "median_at_budget_8": float(np.median(runs[:, min(7, runs.shape[1] - 1)])),
+                f"median_at_budget_{steps}": float(np.median(runs[:, -1])),
+                f"share_within_1pct_at_budget_{steps}": float(np.mean(runs[:, -1] <= 1.01)),
             }
         entry["elapsed_s"] = round(time.monotonic() - started, 1)
         results["gpus"][gpu] = entry
@@ -145,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     _print_table(results, strategies)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "recommender_regret.json").write_text(json.dumps(results, indent=2) + "\n")
+    (args.out / "recommender_regret.md").write_text(_markdown(results, strategies))
     from gemmperf.report_recommend import regret_chart
 
     png = regret_chart(curves, args.out / "recommender_regret.png", target=1.01,
@@ -154,16 +163,48 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _markdown(results: dict, strategies: list[str]) -> str:
+    """The results as a markdown table (for the README)."""
+    budget, longest = results["budget"], results["curve_budget"]
+    head = ["held-out GPU", "zero-shot top-1", "best of top-5", "CLBlast default",
+            *(f"{s} @{budget}" for s in strategies)]
+    if longest > budget and "model" in strategies:
+        head.append(f"model @{longest}")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for gpu, e in results["gpus"].items():
+        cells = [gpu, f"{e['zero_shot_top1']:.3f}", f"{e['zero_shot_best_of_top5']:.3f}",
+                 f"{e['default_regret']:.2f}" if e["default_regret"] else "-"]
+        cells += [f"{e[s]['median']:.3f} ({100 * e[s]['share_within_1pct']:.0f} %)"
+                  for s in strategies]
+        if longest > budget and "model" in strategies:
+            m = e["model"]
+            cells.append(f"{m[f'median_at_budget_{longest}']:.3f} "
+                         f"({100 * m[f'share_within_1pct_at_budget_{longest}']:.0f} %)")
+        lines.append("| " + " | ".join(cells) + " |")
+    noise = "with" if results["noise"] else "without"
+    lines.append("")
+    lines.append(f"Regret = measured time of the pick / best measured time. Autotune: replay "
+                 f"{noise} run-to-run noise, median over {results['seeds']} seeds (share of "
+                 "seeds within 1 %). Train on two GPUs, test on the third.")
+    return "\n".join(lines) + "\n"
+
+
 def _print_table(results: dict, strategies: list[str]) -> None:
     budget = results["budget"]
+    longest = results["curve_budget"]
     head = f"{'held-out GPU':16s} {'zero-shot':>9s} {'top-5':>7s} {'default':>8s}" + "".join(
-        f" {s + f'@{budget}':>14s}" for s in strategies)
+        f" {s + f'@{budget}':>14s}" for s in strategies) + (
+        f" {'model@' + str(longest):>14s}" if longest > budget and "model" in strategies else "")
     print("\n" + head)
     for gpu, e in results["gpus"].items():
         line = f"{gpu:16s} {e['zero_shot_top1']:9.3f} {e['zero_shot_best_of_top5']:7.3f} " \
                f"{e['default_regret'] or float('nan'):8.3f}"
         for s in strategies:
             line += f" {e[s]['median']:7.3f} ({100 * e[s]['share_within_1pct']:3.0f}%)"
+        if longest > budget and "model" in strategies:
+            m = e["model"]
+            line += (f" {m[f'median_at_budget_{longest}']:7.3f} "
+                     f"({100 * m[f'share_within_1pct_at_budget_{longest}']:3.0f}%)")
         print(line)
     print(f"regret = time of the pick / best time; autotune: median over {results['seeds']} "
           "seeds (share of seeds <= 1.01)")

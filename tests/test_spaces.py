@@ -192,3 +192,12 @@ def test_kernel_tuner_cache_space_is_the_full_xgemm_space(shared_data, xgemm):
     # Same configs (as params JSON) as the enumerated space.
     assert set(space.candidates["params"]) == set(xgemm.candidates["params"])
     assert isinstance(space.frame, pd.DataFrame)
+
+
+def test_cutlass_space_resolves_cutlass_default_tile():
+    pytest.importorskip("cutlass_cppgen", reason="nvidia-cutlass is not installed")
+    space = get_space("cutlass", GemmProblem(4096, 4096, 4096, dtype="f16"), "a100-sxm4-80gb")
+    assert len(space.candidates) > 20
+    default = space.config(space.default_id)
+    assert (default.tile_m, default.tile_n, default.tile_k, default.stages) == (128, 256, 64, 3)
+    assert "DefaultGemmConfiguration" in space.default_source
