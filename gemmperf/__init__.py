@@ -21,6 +21,7 @@ from gemmperf.importers import (
     import_table,
     load_dataset,
 )
+from gemmperf.predict import Predictor, load_model
 from gemmperf.problem import GemmProblem, KernelConfig
 from gemmperf.records import Record, RecordWriter, read_records, write_frame
 from gemmperf.roofline import RooflineEstimate, roofline, roofline_arrays
@@ -46,6 +47,7 @@ __all__ = [
     "InvalidProblemError",
     "KernelConfig",
     "Occupancy",
+    "Predictor",
     "Record",
     "RecordWriter",
     "RooflineEstimate",
@@ -62,6 +64,7 @@ __all__ = [
     "import_table",
     "load_arch",
     "load_dataset",
+    "load_model",
     "occupancy",
     "occupancy_arrays",
     "plan_training",
