@@ -24,6 +24,8 @@ from gemmperf.tune.clocks import check_on_records
 from gemmperf.tune.power import calibration_document, fit_dvfs, sweep_tables
 
 FILES = ("kt_fp32_power_vs_clock.csv", "gpuptxmodel_gtxtitanx_dvfs.csv")
+#: Record source (importer kind) -> file it came from.
+SOURCE_FILES = {"kt_fp32_power": FILES[0], "gpuptxmodel_dvfs": FILES[1]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,7 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     print("DVFS power model fits (sigma = static/TDP, kappa = knee/boost clock, v_knee):")
     for gpu, tables in sweep_tables(records).items():
         spec = get_gpu(gpu)
-        params, _ = fit_dvfs(spec, tables, source=", ".join(FILES))
+        kinds = sorted(records.loc[records["gpu"] == gpu, "source"].unique())
+        files = ", ".join(f"../shared/data/{SOURCE_FILES.get(k, k)}" for k in kinds)
+        params, _ = fit_dvfs(spec, tables, source=f"fit to {files} ({len(tables)} workloads)")
         fits[gpu] = params
         print(f"  {gpu:16s} sigma {params.sigma:.3f}  kappa {params.kappa:.3f} "
               f"(knee {params.kappa * spec.boost_clock_mhz:.0f} MHz)  v_knee {params.v_knee:.3f}"
@@ -53,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {path}")
     for leave_out in (False, True):
         table = check_on_records(records, leave_gpu_out=leave_out)
-        label = "mean calibration of the OTHER GPUs" if leave_out else "the GPU's own calibration"
+        label = ("mean calibration of the OTHER GPUs (out of sample)" if leave_out
+                 else "the GPU's own calibration (in sample: fitted to these sweeps)")
         print(f"\nRecommended clock on measured sweeps, {label}:")
         print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
         print(f"  median energy at the chosen clock / lowest measured: "

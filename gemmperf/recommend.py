@@ -5,8 +5,9 @@ config's runtime, power and energy with their intervals (:mod:`gemmperf.tune.mod
 returns the best ``top`` by the objective:
 
 - ``time``: predicted runtime;
-- ``energy``: predicted energy per call (the model's, or runtime x the DVFS/utilisation power
-  model of :mod:`gemmperf.tune.power` when the model predicts no power: ``power_source`` says);
+- ``energy``: predicted energy per call, power x runtime (power from the model, or from the
+  DVFS/utilisation power model of :mod:`gemmperf.tune.power` when the model predicts none:
+  ``power_source`` says);
 - ``edp``: energy-delay product, energy x runtime (Horowitz et al., "Low-power digital design",
   1994), which weighs a slower, thriftier config against a faster one.
 
@@ -42,7 +43,8 @@ __all__ = ["OBJECTIVES", "rank_space", "recommend", "resolve_space"]
 RESULT_COLUMNS = (
     "runtime_s", "runtime_s_lo", "runtime_s_hi", "power_w", "energy_j", "energy_j_lo",
     "energy_j_hi", "edp_js", "objective_value", "bound", "roofline_fraction",
-    "speedup_vs_default", "objective_gain_vs_default", "power_source",
+    "compute_time_s", "memory_time_s", "speedup_vs_default", "objective_gain_vs_default",
+    "power_source",
 )
 
 

@@ -169,3 +169,12 @@ def test_synthetic_helper_prefers_shared_memory_only_on_the_target(xgemm):
     delta_other = synthetic_log_time(c, "rtx-2080-ti")[sa].mean() - \
         synthetic_log_time(c, "rtx-2080-ti")[~sa].mean()
     assert delta_3090 < 0 < delta_other
+
+
+def test_a_model_trained_on_the_target_uses_its_own_predictions(replay):
+    space, recording = replay
+    knows_target = ForestStandIn(space.candidates, ["rtx-3090", "rtx-2080-ti"])
+    run = autotune(space, space.problem, "rtx-3090", ReplayMeasurer(recording), budget=3,
+                   model=knows_target, seed=0)
+    assert run.reference_gpus == []
+    assert "trained on clblast_xgemm measurements of rtx-3090" in run.notes[0]

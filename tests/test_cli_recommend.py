@@ -69,6 +69,8 @@ def test_recommend_table_from_a_space_file(capsys, recording):
       "--family", "tiled"], "unknown GPU"),
     (["autotune", *XGEMM, "--family", "clblast_xgemm", "--budget", "0"], "--budget must be"),
     (["clocks", "--gpu", "h100-sxm", "--m", "64", "--n", "64"], "give all of --m, --n and --k"),
+    (["autotune", *XGEMM, "--family", "clblast_xgemm", "--budget", "4"],
+     "no collector backend measures clblast_xgemm"),
 ])
 def test_cli_errors_are_one_line_with_exit_2(capsys, argv, message):
     code, _, err = run(capsys, *argv)

@@ -76,3 +76,22 @@ def test_recommended_clocks_on_the_measured_sweeps(shared_data):
     assert (own["energy_ratio"] <= 1.01).all()
     assert (other["energy_ratio"] < other["top_clock_energy_ratio"]).all()
     assert np.median(other["energy_ratio"]) < 1.1
+
+
+def test_a_predicted_power_rescales_the_curve_but_not_the_choice():
+    gpu = get_gpu("a100-pcie-40gb")
+    plain = recommend_clock(gpu, runtime_s=1e-3, compute_s=1.0, memory_s=0.0,
+                            roofline_fraction=1.0, params=PARAMS)
+    scaled = recommend_clock(gpu, runtime_s=1e-3, compute_s=1.0, memory_s=0.0,
+                             roofline_fraction=1.0, params=PARAMS, power_at_boost_w=100.0)
+    assert scaled.clock_mhz == plain.clock_mhz
+    assert scaled.curve["power_w"].iloc[-1] == pytest.approx(100.0)
+    assert scaled.energy_saving == pytest.approx(plain.energy_saving)
+
+
+def test_pareto_mask():
+    from gemmperf.report_recommend import pareto_mask
+
+    time = np.array([1.0, 2.0, 3.0, 1.5, 2.5])
+    energy = np.array([5.0, 3.0, 1.0, 6.0, 3.5])
+    assert pareto_mask(time, energy).tolist() == [True, True, True, False, False]

@@ -89,6 +89,13 @@ def _collector_setup(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]:
         raise GemmperfError("give --family (or --space FILE, or --replay FILE)")
     space, problem = _space_and_problem(args, gpu)
     families = sorted(set(space.candidates["family"]))
+    from gemmperf.collect.backend import backend_names
+
+    unmeasurable = [f for f in families if f not in backend_names()]
+    if unmeasurable:
+        raise GemmperfError(
+            f"no collector backend measures {', '.join(unmeasurable)} (backends: "
+            f"{', '.join(backend_names())}); tune it offline with --replay FILE")
     if args.backend == "fake":
         from gemmperf.collect.rig import fake_rig
 
@@ -149,7 +156,11 @@ def run_autotune(args: argparse.Namespace) -> int:
           f"{result.objective}, budget {result.budget}"
           + (f" (model: {result.model}; reference GPUs: "
              f"{', '.join(result.reference_gpus) or 'none'})" if result.model else ""))
-    print_table(["step", "config", "status", "ms", "predicted", "objective"], rows)
+    unit = {"time": "s", "energy": "J", "edp": "J s"}[result.objective]
+    print_table(["step", "config", "status", "ms", f"predicted {result.objective} ({unit})",
+                 f"measured {result.objective} ({unit})"], rows)
+    for note in result.notes:
+        print(f"note: {note}")
     best = result.best
     if best is None:
         print("every measurement failed")

@@ -161,8 +161,14 @@ def run_recommend(args: argparse.Namespace) -> int:
     tunables = [n for n in space.param_names if candidates[n].nunique(dropna=False) > 1]
     if args.plot:
         from gemmperf.report_recommend import pareto_chart
+        from gemmperf.tune.clocks import recommend_clock
 
-        pareto_chart(ranked, args.plot, picks=list(range(len(top))),
+        curves = [recommend_clock(gpu, runtime_s=r["runtime_s"], compute_s=r["compute_time_s"],
+                                  memory_s=r["memory_time_s"],
+                                  roofline_fraction=r["roofline_fraction"],
+                                  power_at_boost_w=r["power_w"]).curve
+                  for _, r in top.iterrows()]
+        pareto_chart(ranked, args.plot, picks=list(range(len(top))), clock_curves=curves,
                      title=f"{space.family} {problem.m}x{problem.n}x{problem.k} {problem.dtype} "
                            f"on {gpu.key}")
     default = ranked[ranked["is_default"]]

@@ -23,7 +23,13 @@ from gemmperf.hardware.specs import GpuSpec, get_gpu
 from gemmperf.problem import GemmProblem
 from gemmperf.spaces.space import Space
 from gemmperf.tune.measure import Measurer
-from gemmperf.tune.models import candidate_frame, model_name, predict_frame, reference_gpus
+from gemmperf.tune.models import (
+    candidate_frame,
+    model_name,
+    predict_frame,
+    reference_gpus,
+    trained_on,
+)
 from gemmperf.tune.strategies import (
     STRATEGIES,
     GreedyLocalSearch,
@@ -161,8 +167,14 @@ def autotune(space: Space, problem: GemmProblem, gpu: str | GpuSpec, measurer: M
     if strategy == "model" and priors is None:
         if model is None:
             raise InvalidConfigError("the model strategy needs a model")
-        refs = list(references) if references is not None else \
-            reference_gpus(model, space.family, spec.key)
+        if references is not None:
+            refs = list(references)
+        elif trained_on(model, space.family, spec.key):
+            refs = []  # the model knows this GPU: its own predictions are the prior
+            notes.append(f"the model was trained on {space.family} measurements of {spec.key}: "
+                         "its own predictions are the prior")
+        else:
+            refs = reference_gpus(model, space.family, spec.key)
         gpus = ([spec.key] if prior_mode != "references" or not refs else []) + \
             (refs if prior_mode != "target" else [])
         if prior_mode == "references" and not refs:

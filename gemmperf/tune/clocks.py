@@ -82,11 +82,15 @@ def energy_curve(gpu: GpuSpec, clocks: np.ndarray, *, runtime_s: float, compute_
 
 def recommend_clock(gpu: str | GpuSpec, *, runtime_s: float, compute_s: float,
                     memory_s: float, roofline_fraction: float, objective: str = "energy",
-                    clocks: np.ndarray | None = None, params: DvfsParams | None = None
-                    ) -> ClockAnswer:
+                    clocks: np.ndarray | None = None, params: DvfsParams | None = None,
+                    power_at_boost_w: float | None = None) -> ClockAnswer:
     """The clock minimising ``objective`` (energy or edp) for a kernel predicted to take
     ``runtime_s`` at the boost clock, with roofline compute/memory times ``compute_s``,
-    ``memory_s`` and ``roofline_fraction`` of the roofline bound (its activity)."""
+    ``memory_s`` and ``roofline_fraction`` of the roofline bound (its activity).
+
+    ``power_at_boost_w`` (e.g. a model's power prediction) rescales the DVFS power curve to
+    pass through it at the boost clock; the curve's shape, and so the chosen clock, is the
+    DVFS model's."""
     if objective not in CLOCK_OBJECTIVES:
         raise InvalidConfigError(f"clock objective must be one of {', '.join(CLOCK_OBJECTIVES)}, "
                                  f"got {objective!r}")
@@ -100,6 +104,12 @@ def recommend_clock(gpu: str | GpuSpec, *, runtime_s: float, compute_s: float,
     base = energy_curve(spec, np.array([spec.boost_clock_mhz]), runtime_s=runtime_s,
                         compute_s=compute_s, memory_s=memory_s, activity=activity,
                         params=params).iloc[0]
+    if power_at_boost_w is not None and np.isfinite(power_at_boost_w) and power_at_boost_w > 0:
+        scale = power_at_boost_w / base["power_w"]
+        for column in ("power_w", "energy_j", "edp_js"):
+            curve[column] *= scale
+        base = base * pd.Series({"power_w": scale, "energy_j": scale, "edp_js": scale}
+                                ).reindex(base.index, fill_value=1.0)
     curve["time_cost"] = curve["runtime_s"] / base["runtime_s"]
     curve["energy_saving"] = 1.0 - curve["energy_j"] / base["energy_j"]
     column = "energy_j" if objective == "energy" else "edp_js"

@@ -94,22 +94,31 @@ def load_default_model(path: str | None = None) -> Any:
     return RooflineModel()
 
 
+def _family_rows(model: Any, family: str) -> dict[str, int]:
+    """Runtime rows per GPU the model trained on from this family's kind of source."""
+    sources = FAMILY_SOURCES.get(family)
+    rows: dict[str, int] = {}
+    for entry in getattr(model, "training_data_", None) or []:
+        gpu, src = entry.get("gpu"), entry.get("source")
+        if not isinstance(gpu, str) or (sources is not None and src not in sources):
+            continue
+        rows[gpu] = rows.get(gpu, 0) + int(entry.get("runtime", entry.get("rows", 0)) or 0)
+    return rows
+
+
+def trained_on(model: Any, family: str, gpu: str) -> bool:
+    """Whether the model saw this family measured on ``gpu`` (its own predictions are then the
+    best prior the autotuner can have)."""
+    return _family_rows(model, family).get(gpu, 0) > 0
+
+
 def reference_gpus(model: Any, family: str, target: str, limit: int = 4) -> list[str]:
     """GPUs the model saw this family measured on (from ``training_data_``), target excluded.
 
     These are the "source" GPUs of few-shot adaptation: the autotuner learns how the target
     GPU's times relate to the model's predictions for them.
     """
-    trained = getattr(model, "training_data_", None) or []
-    sources = FAMILY_SOURCES.get(family)
-    rows: dict[str, int] = {}
-    for entry in trained:
-        gpu, src = entry.get("gpu"), entry.get("source")
-        if not isinstance(gpu, str) or gpu == target:
-            continue
-        if sources is not None and src not in sources:
-            continue
-        rows[gpu] = rows.get(gpu, 0) + int(entry.get("runtime", entry.get("rows", 0)) or 0)
+    rows = {g: r for g, r in _family_rows(model, family).items() if g != target}
     ranked = sorted((g for g, r in rows.items() if r > 0), key=lambda g: (-rows[g], g))
     return ranked[:limit]
 
@@ -147,8 +156,9 @@ def candidate_frame(candidates: pd.DataFrame, param_names: Sequence[str],
 
 
 def predict_frame(model: Any, frame: pd.DataFrame, gpu: GpuSpec) -> pd.DataFrame:
-    """Run ``model`` on ``frame``: every :data:`PREDICTION_COLUMNS`, ``power_source`` and the
-    roofline columns (``bound``, ``lower_bound_s``, ``roofline_fraction``)."""
+    """Run ``model`` on ``frame``: every :data:`PREDICTION_COLUMNS` (energy = power x runtime),
+    ``power_source`` and the roofline columns (``bound``, ``lower_bound_s``, tile-aware
+    ``compute_time_s`` and ``memory_time_s``, ``roofline_fraction``)."""
     from gemmperf.roofline_frame import roofline_frame
     from gemmperf.tune.power import utilization_power
 
@@ -164,6 +174,8 @@ def predict_frame(model: Any, frame: pd.DataFrame, gpu: GpuSpec) -> pd.DataFrame
     roof = roofline_frame(frame, gpu)
     out["bound"] = roof["bound"].astype(str).to_numpy()
     out["lower_bound_s"] = roof["lower_bound_s"].to_numpy(dtype=float)
+    out["compute_time_s"] = roof["tile_compute_time_s"].to_numpy(dtype=float)
+    out["memory_time_s"] = roof["tile_memory_time_s"].to_numpy(dtype=float)
     out["roofline_fraction"] = out["lower_bound_s"] / out["runtime_s"]
     if out["power_w"].isna().all():
         power = utilization_power(gpu, out["roofline_fraction"].to_numpy(dtype=float))
@@ -171,8 +183,10 @@ def predict_frame(model: Any, frame: pd.DataFrame, gpu: GpuSpec) -> pd.DataFrame
         out["power_source"] = "utilization model (no power prediction)"
     else:
         out["power_source"] = "model"
-    if out["energy_j"].isna().all():
-        for suffix in ("", "_lo", "_hi"):
-            power = out["power_w" + suffix].fillna(out["power_w"])
-            out["energy_j" + suffix] = out["runtime_s" + suffix] * power
+    # Energy per call = power x runtime, so the three columns agree for every config (a model's
+    # separate energy ensemble, trained on other kernels, is kept as energy_j_model).
+    out["energy_j_model"] = out["energy_j"]
+    for suffix in ("", "_lo", "_hi"):
+        power = out["power_w" + suffix].fillna(out["power_w"])
+        out["energy_j" + suffix] = out["runtime_s" + suffix] * power
     return out

@@ -31,6 +31,7 @@ from gemmperf.spaces.param_space import (
     bundled_param_families,
     check_values,
     derive_columns,
+    first_violations,
     load_space_spec,
 )
 from gemmperf.spaces.space import COMMON_COLUMNS, params_json_column
@@ -125,9 +126,13 @@ class ConfigPruner:
         return load_space_spec(self.family)
 
     def _invalid(self, rows: list[dict[str, Any]]) -> np.ndarray:
+        """Configs the family's space file rules out (vectorised over all rows)."""
         spec = self._space_spec()
         if spec is None:
             return np.zeros(len(rows), dtype=bool)
+        frame = pd.DataFrame(rows)
+        if all(name in frame for name in spec.parameters):
+            return first_violations(spec, frame, self.gpu) >= 0
         return np.array([check_values(spec, {k: v for k, v in r.items() if k in spec.parameters},
                                       self.gpu) is not None for r in rows])
 

@@ -4,10 +4,11 @@ A strategy sees candidates by position (0..n-1 in the autotuner's candidate tabl
 the next ones to measure; it is told every measured value (log objective; ``inf`` for a config
 that failed). All randomness comes from the ``numpy.random.Generator`` it is given.
 
-- :class:`ModelGuided`: the predictor's priors corrected by a Bayesian linear model of the
-  measurements (:mod:`gemmperf.tune.surrogate`); measures the candidate with the lowest
-  confidence bound, re-fits, repeats. Deterministic given the measurements (the generator only
-  breaks exact ties).
+- :class:`ModelGuided`: measures each prior's best config first (warm start), then the
+  candidate with the lowest confidence bound of the few-shot model
+  (:mod:`gemmperf.tune.surrogate`), re-fits, repeats. The generator only breaks exact ties,
+  which are common early on (configs that differ only in tunables not measured yet score alike),
+  so seeds do change the path.
 - :class:`RandomSearch`: uniform sampling without replacement.
 - :class:`GreedyLocalSearch`: Kernel Tuner's ``greedy_ils`` idea: from a random start, move to
   the first improving neighbour (configs differing in one tunable, visited in random order);
