@@ -132,8 +132,8 @@ def make_strategy(name: str, candidates: pd.DataFrame, names: tuple[str, ...],
     if name == "model":
         if priors is None:
             raise InvalidConfigError("the model strategy needs predictions (priors)")
-        effects, _ = one_hot(candidates, names)
-        return ModelGuided(priors, effects, rng)
+        effects, labels = one_hot(candidates, names)
+        return ModelGuided(priors, effects, rng, labels=labels)
     raise InvalidConfigError(f"strategy must be one of {', '.join(STRATEGIES)}, got {name!r}")
 
 
