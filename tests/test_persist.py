@@ -18,7 +18,9 @@ from gemmperf.predict.persist import load_model, read_metadata, save_model
 
 @pytest.fixture(scope="module")
 def model() -> Predictor:
-    return Predictor(n_estimators=6, max_leaf_nodes=32).fit(xgemm_frame(200))
+    # expert_min_rows=60: the three GPUs (67 runtime rows each) get per-GPU experts, the
+    # power and energy ensembles (~33 rows per GPU) do not.
+    return Predictor(n_estimators=6, max_leaf_nodes=32, expert_min_rows=60).fit(xgemm_frame(200))
 
 
 @pytest.fixture()
@@ -42,6 +44,7 @@ def test_metadata_records_provenance_and_versions(bundle):
     assert set(by_gpu) == {"rtx-3090", "rtx-2080-ti", "a100-sxm4-80gb"}
     assert by_gpu["rtx-3090"]["source"] == "synthetic" and by_gpu["rtx-3090"]["runtime"] == 67
     assert meta["trees"]["runtime"]["trees"] == 6
+    assert sorted(meta["experts"]["runtime"]) == sorted(by_gpu) and meta["experts"]["power"] == {}
 
 
 def test_bundle_is_not_a_pickle(bundle):

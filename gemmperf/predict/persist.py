@@ -35,7 +35,7 @@ from gemmperf.predict.forest import Predictor
 
 BUNDLE_FORMAT = "gemmperf-model"
 #: Bump when the bundle layout changes; a bundle of another version is refused with a message.
-BUNDLE_VERSION = 1
+BUNDLE_VERSION = 2   # 2: per-GPU expert ensembles (``experts``)
 DEFAULT_MODEL_NAME = "gemmperf-default.npz"
 _META = "__meta__"
 
@@ -64,6 +64,9 @@ def save_model(model: Predictor, path: str | os.PathLike[str],
             arrays: dict[str, np.ndarray] = {}
             for target, forest in model.forests_.items():
                 arrays.update(forest.to_arrays(f"{target}/"))
+            for target, experts in _experts(model).items():
+                for gpu, expert in experts.items():
+                    arrays.update(expert.to_arrays(f"{target}/expert/{gpu}/"))
             meta = _metadata(model, arrays, metadata or {})
             arrays[_META] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
             with open(tmp, "wb") as f:
@@ -150,12 +153,21 @@ def _metadata(model: Predictor, arrays: Mapping[str, np.ndarray],
         "n_train": dict(model.n_train_),
         "training_data": list(model.training_data_),
         "trees": {t: {"trees": f.n_trees, "nodes": f.n_nodes} for t, f in model.forests_.items()},
+        "experts": {t: {g: {"trees": f.n_trees, "nodes": f.n_nodes} for g, f in e.items()}
+                    for t, e in _experts(model).items()},
+        "expert_interval_scale": dict(getattr(model, "expert_interval_scale_", {})),
         "versions": {"gemmperf": __version__, "scikit-learn": sklearn.__version__,
                      "numpy": np.__version__},
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "sha256": _checksum(arrays),
         **{k: v for k, v in extra.items() if k not in ("format", "format_version", "sha256")},
     }
+
+
+def _experts(model: Predictor) -> dict[str, dict[str, CompactForest]]:
+    """The per-GPU expert ensembles of a fitted model (none for one fitted before they
+    existed, e.g. an old pickle)."""
+    return {t: dict(e) for t, e in getattr(model, "experts_", {}).items()}
 
 
 def _jsonable(value: Any) -> Any:
@@ -213,6 +225,12 @@ def _rebuild(path: Path, arrays: Mapping[str, np.ndarray], meta: Mapping[str, An
         model.feature_names_ = tuple(expected)
         model.forests_ = {t: CompactForest.from_arrays(arrays, f"{t}/", len(expected))
                           for t in meta["targets"]}
+        model.experts_ = {
+            t: {str(g): CompactForest.from_arrays(arrays, f"{t}/expert/{g}/", len(expected))
+                for g in meta["experts"].get(t, {})}
+            for t in model.forests_}
+        model.expert_interval_scale_ = {t: float(meta["expert_interval_scale"][t])
+                                        for t in model.forests_ if model.experts_[t]}
         model.interval_scale_ = {t: float(meta["interval_scale"][t]) for t in model.forests_}
         model.gpu_level_sd_ = {t: float(meta["gpu_level_sd"][t]) for t in model.forests_}
         model.gpus_ = {t: [str(g) for g in meta["gpus"][t]] for t in model.forests_}
