@@ -1,7 +1,8 @@
 """gemmperf: measure, model and predict GEMM runtime, power and energy on NVIDIA GPUs.
 
 Importing gemmperf never touches a GPU, NVML or CUDA; the GPU paths load lazily inside the
-collector backends.
+collector backends. The learned predictor (``Predictor``, ``load_model``) loads scikit-learn,
+which takes about a second, so it is imported on first use (PEP 562 module ``__getattr__``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from gemmperf.importers import (
     import_table,
     load_dataset,
 )
-from gemmperf.predict import Predictor, load_model
 from gemmperf.problem import GemmProblem, KernelConfig
 from gemmperf.records import Record, RecordWriter, read_records, write_frame
 from gemmperf.roofline import RooflineEstimate, roofline, roofline_arrays
@@ -36,6 +36,19 @@ from gemmperf.training import (
 )
 
 __version__ = "0.1.0"
+
+#: Public names imported on first access: name -> module.
+_LAZY = {"Predictor": "gemmperf.predict.forest", "load_model": "gemmperf.predict.persist"}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'gemmperf' has no attribute {name!r}")
 
 __all__ = [
     "ComputeOptimalPlan",

@@ -207,3 +207,18 @@ def test_per_gpu_experts_fit_what_the_shared_ensemble_leaves_on_a_measured_gpu()
     assert np.allclose(expert.predict(moved)["runtime_s"], shared.predict(moved)["runtime_s"])
     with pytest.raises(InvalidConfigError, match="expert_estimators"):
         Predictor(expert_estimators=-1).fit(frame)
+
+
+def test_import_gemmperf_defers_scikit_learn_until_the_predictor_is_used():
+    import subprocess
+    import sys
+
+    code = ("import sys, gemmperf\n"
+            "assert 'sklearn' not in sys.modules\n"
+            "assert gemmperf.Predictor.__name__ == 'Predictor'\n"
+            "assert 'sklearn' in sys.modules\n"
+            "from gemmperf import load_model\n"
+            "assert callable(load_model)\n"
+            "try:\n    gemmperf.no_such_name\nexcept AttributeError:\n    pass\n"
+            "else:\n    raise SystemExit('no AttributeError')\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
