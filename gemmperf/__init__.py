@@ -23,6 +23,10 @@ from gemmperf.importers import (
     load_dataset,
 )
 from gemmperf.problem import GemmProblem, KernelConfig
+
+# recommend() shadows its module on the package: `gemmperf.recommend(...)` ranks
+# configs; the module stays importable as `from gemmperf.recommend import rank_space`.
+from gemmperf.recommend import recommend
 from gemmperf.records import Record, RecordWriter, read_records, write_frame
 from gemmperf.roofline import RooflineEstimate, roofline, roofline_arrays
 from gemmperf.roofline_frame import roofline_frame
@@ -34,6 +38,7 @@ from gemmperf.training import (
     load_arch,
     plan_training,
 )
+from gemmperf.tune.prune import ConfigPruner
 
 __version__ = "0.1.0"
 
@@ -52,6 +57,7 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "ComputeOptimalPlan",
+    "ConfigPruner",
     "DataFormatError",
     "GemmProblem",
     "GemmperfError",
@@ -82,6 +88,7 @@ __all__ = [
     "occupancy_arrays",
     "plan_training",
     "read_records",
+    "recommend",
     "roofline",
     "roofline_arrays",
     "roofline_frame",

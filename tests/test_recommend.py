@@ -152,3 +152,13 @@ def test_pruner_accepts_kernel_configs():
     assert len(pruner.prune(configs)) == 2
     with pytest.raises(InvalidConfigError, match="top_k"):
         ConfigPruner("a100-sxm4-80gb", model=RooflineModel(), top_k=0)
+
+
+def test_package_level_recommend_is_the_function_even_after_importing_its_module():
+    import importlib
+
+    import gemmperf
+
+    module = importlib.import_module("gemmperf.recommend")
+    assert callable(gemmperf.recommend) and gemmperf.recommend is module.recommend
+    assert gemmperf.ConfigPruner.__name__ == "ConfigPruner"
