@@ -88,15 +88,19 @@ def family_params(frame: pd.DataFrame | Columns, names: tuple[str, ...]
                   ) -> dict[str, np.ndarray]:
     """Family tunables from columns of the same name or from the ``params`` JSON, plus a
     ``_flops`` count where params carry one. Each distinct params text is parsed once, and only
-    texts that mention one of the names (keeps 100k-row frames fast)."""
+    texts that mention a name whose column is absent or incomplete (keeps 100k-row frames fast;
+    a frame with every tunable as a column parses nothing)."""
     cols = frame if isinstance(frame, Columns) else Columns(frame)
     out = {name: numeric_column(cols, name) for name in names}
     out["_flops"] = numeric_column(cols, "flops")
     if "params" not in cols or not len(cols):
         return out
+    needed = tuple(n for n in names if np.isnan(out[n]).any())
+    if not needed and not np.isnan(out["_flops"]).any():
+        return out
     codes, uniques = pd.factorize(cols.objects("params"), sort=False)
     uniques = list(uniques)
-    mentions = _mentions(tuple(names))
+    mentions = _mentions(needed)
     wanted = [i for i, text in enumerate(uniques)
               if isinstance(text, str) and mentions(text) is not None]
     if not wanted:
