@@ -30,6 +30,7 @@ predicted by the shared ensemble alone, as before. Its interval scale is calibra
 
 from __future__ import annotations
 
+import functools
 import warnings
 from typing import Any
 
@@ -58,6 +59,8 @@ MIN_ROWS = 10
 #: Floor of the per-row tree spread (log units) so a row all trees agree on still gets an interval.
 MIN_SPREAD = 1e-3
 _CHUNK_ROWS = 4096
+#: Up to this many rows, plain Python lookups beat pandas' per-call overhead.
+_SMALL_ROWS = 64
 
 
 class Predictor(BaseEstimator):
@@ -222,10 +225,24 @@ class Predictor(BaseEstimator):
             cache[key] = pd.Index(self.categories_[column], dtype=object)
         return cache[key]
 
+    def _vocabulary_codes(self, column: str) -> dict[str, int]:
+        """``categories_[column]`` as a value -> code dict (cached like :meth:`_vocabulary`)."""
+        cache = self.__dict__.setdefault("_vocabulary_codes_cache", {})
+        key = (column, id(self.categories_))
+        if key not in cache:
+            cache[key] = {v: i for i, v in enumerate(self.categories_[column])}
+        return cache[key]
+
     def _matrix(self, features: FeatureSet) -> np.ndarray:
         codes = []
         for c in CATEGORICAL_FEATURES:
-            code = self._vocabulary(c).get_indexer(features.categorical[c])
+            values = features.categorical[c]
+            if len(values) <= _SMALL_ROWS:   # a dict lookup per row beats Index.get_indexer
+                lookup = self._vocabulary_codes(c)
+                code = np.fromiter((lookup.get(v, -1) for v in values), dtype=np.float64,
+                                   count=len(values))
+            else:
+                code = self._vocabulary(c).get_indexer(values)
             codes.append(np.where(code >= 0, code, MISSING))
         matrix = np.column_stack([features.numeric.to_numpy(np.float64), *codes])
         return np.ascontiguousarray(matrix, dtype=np.float32)
@@ -238,7 +255,7 @@ class Predictor(BaseEstimator):
         features = build_features(X)
         matrix = self._matrix(features)
         out: dict[str, np.ndarray] = {}
-        z_score = norm.ppf(0.5 + self.interval / 2)
+        z_score = _normal_quantile(0.5 + self.interval / 2)
         for target, forest in self.forests_.items():
             center, spread = _center_spread(forest.predict_trees(matrix))
             half = self.interval_scale_[target] * spread
@@ -311,10 +328,18 @@ class Predictor(BaseEstimator):
         return trees + features.log_base[target][None, :]
 
 
+@functools.lru_cache(maxsize=16)
+def _normal_quantile(p: float) -> float:
+    """Standard normal quantile (cached: scipy's ppf costs half a millisecond a call)."""
+    return float(norm.ppf(p))
+
+
 def _member(values: np.ndarray, allowed: list[str]) -> np.ndarray:
     """``np.isin`` for text arrays with few distinct values (hashing each distinct value once)."""
-    codes, uniques = pd.factorize(values)
     allowed_set = set(allowed)
+    if len(values) <= _SMALL_ROWS:   # a set lookup per row beats pandas' fixed cost
+        return np.fromiter((v in allowed_set for v in values), dtype=bool, count=len(values))
+    codes, uniques = pd.factorize(values)
     hit = np.array([u in allowed_set for u in uniques] + [False], dtype=bool)
     return hit[np.where(codes >= 0, codes, len(uniques))]
 
