@@ -222,3 +222,15 @@ def test_import_gemmperf_defers_scikit_learn_until_the_predictor_is_used():
             "try:\n    gemmperf.no_such_name\nexcept AttributeError:\n    pass\n"
             "else:\n    raise SystemExit('no AttributeError')\n")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_predict_can_skip_ensembles(fitted, frame):
+    part = fitted.predict(frame.head(7), targets=("runtime", "power"))
+    full = fitted.predict(frame.head(7))
+    pd.testing.assert_series_equal(part["runtime_s"], full["runtime_s"])
+    assert np.allclose(part["energy_j"], part["runtime_s"] * part["power_w"])
+    assert "energy_j" in full and not np.allclose(full["energy_j"], part["energy_j"])
+    only = fitted.predict(frame.head(7), targets=("runtime",))
+    assert list(only.columns) == ["runtime_s", "runtime_s_lo", "runtime_s_hi"]
+    with pytest.raises(InvalidConfigError, match="unknown target"):
+        fitted.predict(frame.head(7), targets=("latency",))

@@ -249,14 +249,25 @@ class Predictor(BaseEstimator):
 
     # -- prediction -----------------------------------------------------------------------------
 
-    def predict(self, X: pd.DataFrame) -> pd.DataFrame:
-        """Point predictions and interval bounds per target, indexed like ``X``."""
+    def predict(self, X: pd.DataFrame, targets: tuple[str, ...] | None = None
+                ) -> pd.DataFrame:
+        """Point predictions and interval bounds per target, indexed like ``X``.
+
+        ``targets`` restricts the ensembles that run (default: all the model has), e.g.
+        ``("runtime", "power")`` where energy is taken as their product anyway.
+        """
         check_is_fitted(self, "forests_")
+        unknown = [t for t in targets or () if t not in TARGETS]
+        if unknown:
+            raise InvalidConfigError(f"unknown target(s) {', '.join(map(str, unknown))}; "
+                                     f"targets are {', '.join(TARGETS)}")
         features = build_features(X)
         matrix = self._matrix(features)
         out: dict[str, np.ndarray] = {}
         z_score = _normal_quantile(0.5 + self.interval / 2)
         for target, forest in self.forests_.items():
+            if targets is not None and target not in targets:
+                continue
             center, spread = _center_spread(forest.predict_trees(matrix))
             half = self.interval_scale_[target] * spread
             for gpu, expert in getattr(self, "experts_", {}).get(target, {}).items():
@@ -280,7 +291,7 @@ class Predictor(BaseEstimator):
             out[name] = np.exp(center + base)
             out[name + "_lo"] = np.exp(center - half + base)
             out[name + "_hi"] = np.exp(center + half + base)
-        if "energy" not in self.forests_ and {"runtime", "power"} <= set(self.forests_):
+        if "energy_j" not in out and {"runtime_s", "power_w"} <= set(out):
             # E = P x t; the bounds multiply too (a conservative interval for independent errors).
             for suffix in ("", "_lo", "_hi"):
                 out["energy_j" + suffix] = out["runtime_s" + suffix] * out["power_w" + suffix]

@@ -202,6 +202,14 @@ def short_reasons(spec: ParamSpaceSpec, codes: np.ndarray) -> np.ndarray:
     return short[codes]
 
 
+def _reason_categorical(spec: ParamSpaceSpec, codes: np.ndarray) -> pd.Categorical:
+    """:func:`short_reasons` as a categorical built from the codes (no per-row text)."""
+    shorts, inverse = np.unique(np.array([c.short for c in spec.constraints] or [""],
+                                         dtype=object), return_inverse=True)
+    mapped = np.where(codes >= 0, inverse[np.maximum(codes, 0)], -1)
+    return pd.Categorical.from_codes(mapped, categories=list(shorts))
+
+
 def enumerate_space(spec: ParamSpaceSpec, gpu: Any = None) -> Space:
     """Every configuration of the product, each marked valid or pruned by its first violated
     constraint (device constraints only when ``gpu``, a GpuSpec, is given)."""
@@ -228,9 +236,10 @@ def enumerate_space(spec: ParamSpaceSpec, gpu: Any = None) -> Space:
     # columns, and explain() reports those.
     params = np.full(len(frame), None, dtype=object)
     params[valid] = params_json_column(frame[valid], list(spec.parameters))
-    frame["params"] = params
+    # Plain object dtype: pandas' default string dtype would copy 100k+ texts into Arrow.
+    frame["params"] = pd.Series(params, index=frame.index, dtype=object)
     frame["valid"] = valid
-    frame["reason"] = pd.Categorical(short_reasons(spec, first_violation))
+    frame["reason"] = _reason_categorical(spec, first_violation)
     frame["_constraint"] = first_violation
 
     gpu_note = f" on {gpu.key}" if gpu is not None else ""

@@ -164,7 +164,10 @@ def predict_frame(model: Any, frame: pd.DataFrame, gpu: GpuSpec) -> pd.DataFrame
 
     if frame.empty:
         raise InvalidProblemError("no configurations to predict")
-    pred = model.predict(frame)
+    if getattr(model, "forests_", None) is not None:   # a Predictor: skip its energy ensemble
+        pred = model.predict(frame, targets=("runtime", "power"))
+    else:
+        pred = model.predict(frame)
     if "runtime_s" not in pred:
         raise GemmperfError(f"{model_name(model)} predicts no runtime_s")
     out = pd.DataFrame(index=frame.index)
@@ -184,8 +187,7 @@ def predict_frame(model: Any, frame: pd.DataFrame, gpu: GpuSpec) -> pd.DataFrame
     else:
         out["power_source"] = "model"
     # Energy per call = power x runtime, so the three columns agree for every config (a model's
-    # separate energy ensemble, trained on other kernels, is kept as energy_j_model).
-    out["energy_j_model"] = out["energy_j"]
+    # separate energy ensemble, trained on other kernels, is not consulted).
     for suffix in ("", "_lo", "_hi"):
         power = out["power_w" + suffix].fillna(out["power_w"])
         out["energy_j" + suffix] = out["runtime_s" + suffix] * power
