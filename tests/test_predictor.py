@@ -202,6 +202,12 @@ def test_per_gpu_experts_fit_what_the_shared_ensemble_leaves_on_a_measured_gpu()
         return float(np.mean(np.abs(pred / frame["runtime_s"].to_numpy()[on_3090] - 1)))
 
     assert error(expert) < 0.5 * error(shared)
+    # ... and its interval comes from the expert's own spread: narrower where it fits better.
+    def width(model: Predictor) -> float:
+        pred = model.predict(frame[on_3090])
+        return float(np.median(np.log(pred["runtime_s_hi"] / pred["runtime_s_lo"])))
+
+    assert width(expert) < width(shared)
     # A GPU without an expert is predicted by the shared ensemble alone.
     moved = frame[on_3090].head(5).assign(gpu="rtx-4090")
     assert np.allclose(expert.predict(moved)["runtime_s"], shared.predict(moved)["runtime_s"])

@@ -25,7 +25,8 @@ own best config ranked wrong). For each GPU with :attr:`expert_min_rows` rows of
 small ensemble of the same learner fits the shared ensemble's residuals on that GPU's rows
 (a two-level model: shared trend + per-group correction, as in gradient boosting's first
 stage or a random-effects model). A GPU with an expert gets it added; any other GPU is
-predicted by the shared ensemble alone, as before. Its interval scale is calibrated separately.
+predicted by the shared ensemble alone, as before. On a GPU with an expert the interval uses
+the expert's tree spread, with its own calibrated scale.
 """
 
 from __future__ import annotations
@@ -210,7 +211,8 @@ class Predictor(BaseEstimator):
         for gpu, expert in experts.items():
             these = gpus[held] == gpu
             if these.any():
-                center[these] += expert.predict_trees(rows[held][these]).mean(axis=0)
+                shift, spread[these] = _center_spread(expert.predict_trees(rows[held][these]))
+                center[these] += shift
                 corrected |= these
         if not corrected.any():
             return scale, scale
@@ -273,8 +275,11 @@ class Predictor(BaseEstimator):
             for gpu, expert in getattr(self, "experts_", {}).get(target, {}).items():
                 rows = features.gpu == gpu
                 if rows.any():
-                    center[rows] += expert.predict_trees(matrix[rows]).mean(axis=0)
-                    half[rows] = self.expert_interval_scale_[target] * spread[rows]
+                    # The expert's own tree spread: on a measured GPU the shared trees disagree
+                    # mostly about which GPU a row is like, which the expert has settled.
+                    shift, local = _center_spread(expert.predict_trees(matrix[rows]))
+                    center[rows] += shift
+                    half[rows] = self.expert_interval_scale_[target] * local
             # A kernel the ensemble never saw (by name) of a family it saw with several: the
             # average over that family's known kernels, plus their scatter in the interval.
             for rows, mean, sd in self._unseen_kernels(target, matrix, features):
