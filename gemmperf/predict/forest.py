@@ -137,7 +137,7 @@ class Predictor(BaseEstimator):
             if self.experts_[target]:
                 self.expert_interval_scale_[target] = expert_scale
             self.n_train_[target] = int(ok.sum())
-            self.gpus_[target] = sorted(pd.unique(features.gpu[ok]))
+            self.gpus_[target] = sorted(pd.unique(gpus))
             self.kernels_[target] = _kernels_by_family(features, ok)
             self.gpu_level_sd_[target] = _gpu_level_sd(
                 z, features.gpu[ok], features.categorical["family"][ok])

@@ -31,11 +31,6 @@ STRATEGIES = ("model", "random", "greedy")
 #: Plausible candidates of the model-guided search: the best 3 % (at least 64) of each prior.
 POOL_FRACTION = 0.03
 POOL_MIN = 64
-#: After the warm start, every LOCAL_EVERY-th proposal searches the incumbent's neighbourhood
-#: (1: every one, until the neighbourhood is spent). Measured on the leave-one-GPU-out replay
-#: (benchmarks/recommender_regret.py): 1 finds the held-out RTX 3090's best config within 16
-#: measurements, 2 and 3 do not (the shared-memory flip it needs comes too late).
-LOCAL_EVERY = 1
 
 
 class Strategy(Protocol):
@@ -84,8 +79,11 @@ class ModelGuided(_Base):
        predicted best, and the target's), the classic way to transfer a tuning from earlier
        tasks (Feurer et al., "Initializing Bayesian hyperparameter optimization via
        meta-learning", AAAI 2015).
-    2. Then *local* steps (every :data:`LOCAL_EVERY`-th step; with the default, every step
-       until the incumbent's neighbourhood is spent), otherwise *global* ones:
+    2. Then *local* steps while the incumbent has unmeasured neighbours, otherwise *global*
+       ones. (Alternating the two, every second or third step local, left the held-out
+       RTX 3090 at regret 1.086 after 16 measurements in a 5-seed replay of
+       benchmarks/recommender_regret.py's protocol; local first reached 1.000: the
+       shared-memory flip it needs came too late.)
 
        - *global*: the lowest confidence bound of the corrected model among the *plausible*
          candidates, those within the best :data:`POOL_FRACTION` of at least one prior
@@ -141,7 +139,7 @@ class ModelGuided(_Base):
                     mean, sd = self.model.prior_prediction(), np.zeros(self.n)
                 self.last_mean, self.last_sd = mean, sd
                 bound = mean - self.beta * sd
-                region = self._neighbourhood(bound, taken) if self._local_turn(taken) else None
+                region = self._neighbourhood(bound, taken)
                 score = np.where(self.pool if region is None else region, bound, np.inf)
                 score[list(taken)] = np.inf
                 if not np.isfinite(score).any():   # the pool is spent: the whole space
@@ -162,10 +160,6 @@ class ModelGuided(_Base):
         if step >= len(self.warm):
             return None
         return next((int(i) for i in self.warm[step] if int(i) not in taken), None)
-
-    def _local_turn(self, taken: set[int]) -> bool:
-        """Whether this proposal is a local one (steps after the warm start alternate)."""
-        return (len(taken) - len(self.warm)) % LOCAL_EVERY == LOCAL_EVERY - 1
 
     def _neighbourhood(self, score: np.ndarray, taken: set[int]) -> np.ndarray | None:
         """The local step's candidates: the unmeasured neighbours of the best measured config
