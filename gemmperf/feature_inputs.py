@@ -61,6 +61,14 @@ class Columns:
             return self.small[name]
         return self.frame[name].to_numpy(dtype=object)
 
+    def factorize(self, name: str) -> tuple[np.ndarray, list[Any]]:
+        """(code per row, -1 where missing; the distinct values) of a column that exists."""
+        if self.small is not None:
+            codes, uniques = pd.factorize(self.small[name])
+        else:   # on the column itself: pyarrow-backed text factorizes in C
+            codes, uniques = pd.factorize(self.frame[name])
+        return codes, uniques.tolist()
+
 
 def numeric_column(frame: pd.DataFrame | Columns, name: str) -> np.ndarray:
     """A column as float64 (NaN where missing, non-numeric or absent)."""
@@ -72,7 +80,10 @@ def numeric_column(frame: pd.DataFrame | Columns, name: str) -> np.ndarray:
     col = cols.frame[name]
     if col.dtype.kind in "fiub":
         return col.to_numpy(dtype=np.float64, na_value=np.nan)
-    return pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    try:   # numbers and None in an object column (records frames): numpy's C loop, None -> NaN
+        return np.asarray(col.to_numpy(dtype=object), dtype=np.float64)
+    except (TypeError, ValueError):   # text or pd.NA among them: parse what parses
+        return pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
 
 
 def text_column(frame: pd.DataFrame | Columns, name: str) -> np.ndarray:
@@ -80,16 +91,20 @@ def text_column(frame: pd.DataFrame | Columns, name: str) -> np.ndarray:
     cols = frame if isinstance(frame, Columns) else Columns(frame)
     if name not in cols:
         return np.full(len(cols), "", dtype=object)
-    return np.array(["" if v is None or v != v else str(v) for v in cols.objects(name)],
-                    dtype=object)
+    values = cols.objects(name)
+    if cols.small is None and pd.api.types.infer_dtype(values, skipna=True) in ("string",
+                                                                               "empty"):
+        return np.where(pd.isna(values), "", values).astype(object)
+    return np.array(["" if v is None or v != v else str(v) for v in values], dtype=object)
 
 
 def family_params(frame: pd.DataFrame | Columns, names: tuple[str, ...]
                   ) -> dict[str, np.ndarray]:
     """Family tunables from columns of the same name or from the ``params`` JSON, plus a
-    ``_flops`` count where params carry one. Each distinct params text is parsed once, and only
-    texts that mention a name whose column is absent or incomplete (keeps 100k-row frames fast;
-    a frame with every tunable as a column parses nothing)."""
+    ``_flops`` count where params carry one. Only where a column is absent or incomplete, and
+    each distinct params text once: many texts by pyarrow's JSON reader (only these fields, in
+    C), a few, or texts it does not take exactly, with :mod:`json` (only texts that mention one
+    of the names). A frame with every tunable as a column parses nothing."""
     cols = frame if isinstance(frame, Columns) else Columns(frame)
     out = {name: numeric_column(cols, name) for name in names}
     out["_flops"] = numeric_column(cols, "flops")
@@ -98,29 +113,17 @@ def family_params(frame: pd.DataFrame | Columns, names: tuple[str, ...]
     needed = tuple(n for n in names if np.isnan(out[n]).any())
     if not needed and not np.isnan(out["_flops"]).any():
         return out
-    codes, uniques = pd.factorize(cols.objects("params"), sort=False)
-    uniques = list(uniques)
-    mentions = _mentions(needed)
-    wanted = [i for i, text in enumerate(uniques)
-              if isinstance(text, str) and mentions(text) is not None]
+    codes, uniques = cols.factorize("params")
+    columns = [*names, "flops"]
+    table = None
+    if len(uniques) > _SMALL and pd.api.types.infer_dtype(uniques) == "string":
+        table = _parse_params_arrow(uniques, columns)
+    if table is not None:
+        wanted = list(range(len(uniques)))
+    else:
+        wanted, table = _parse_params_python(uniques, needed, columns)
     if not wanted:
         return out
-    parsed = []
-    for i in wanted:
-        try:
-            value = json.loads(uniques[i])
-        except json.JSONDecodeError as exc:
-            raise DataFormatError(f"params is not JSON: {uniques[i][:60]!r} ({exc.msg})") from exc
-        parsed.append(value if isinstance(value, dict) else {})
-    columns = [*names, "flops"]
-    if len(parsed) <= _SMALL:
-        table = np.array([[_number(d.get(c)) for c in columns] for d in parsed], dtype=np.float64)
-    else:   # pandas builds the table in C; non-numbers (rare) take the slow path
-        frame_ = pd.DataFrame.from_records(parsed, columns=columns)
-        try:
-            table = frame_.to_numpy(dtype=np.float64, na_value=np.nan)
-        except (TypeError, ValueError):
-            table = frame_.apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
     lookup = np.full(len(uniques) + 1, len(wanted))      # the extra row is all-NaN
     lookup[wanted] = np.arange(len(wanted))
     table = np.vstack([table, np.full((1, table.shape[1]), np.nan)])
@@ -128,6 +131,47 @@ def family_params(frame: pd.DataFrame | Columns, names: tuple[str, ...]
     for j, name in enumerate((*names, "_flops")):
         out[name] = np.where(np.isnan(out[name]), table[rows, j], out[name])
     return out
+
+
+def _parse_params_arrow(texts: list[str], columns: list[str]) -> np.ndarray | None:
+    """``columns`` of the JSON objects ``texts`` as a float table (NaN where absent), parsed by
+    pyarrow's JSON reader in C, reading only those fields. None where the fast path does not
+    apply exactly (a value that is not a number, a text that is not one object on one line,
+    a duplicate key): the Python parser then gives the exact answer or the error."""
+    import pyarrow as pa
+    import pyarrow.json as pa_json
+
+    joined = "\n".join(texts)
+    if joined.count("\n") != len(texts) - 1:   # a text spanning lines
+        return None
+    schema = pa.schema([(c, pa.float64()) for c in columns])
+    options = pa_json.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
+    try:
+        parsed = pa_json.read_json(pa.py_buffer(joined.encode()), parse_options=options)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeEncodeError):
+        return None
+    if parsed.num_rows != len(texts):      # e.g. a blank text, or two objects in one
+        return None
+    return np.column_stack([parsed.column(c).to_numpy(zero_copy_only=False) for c in columns]
+                           ).astype(np.float64)
+
+
+def _parse_params_python(uniques: list[Any], needed: tuple[str, ...], columns: list[str]
+                         ) -> tuple[list[int], np.ndarray]:
+    """(indices into ``uniques``, float table) of the texts that mention a name of ``needed``
+    (or "flops"), parsed with :mod:`json`; a text that is not JSON is a DataFormatError."""
+    mentions = _mentions(needed)
+    wanted = [i for i, text in enumerate(uniques)
+              if isinstance(text, str) and mentions(text) is not None]
+    parsed = []
+    for i in wanted:
+        try:
+            value = json.loads(uniques[i])
+        except json.JSONDecodeError as exc:
+            raise DataFormatError(f"params is not JSON: {uniques[i][:60]!r} ({exc.msg})") from exc
+        parsed.append(value if isinstance(value, dict) else {})
+    table = np.array([[_number(d.get(c)) for c in columns] for d in parsed], dtype=np.float64)
+    return wanted, table.reshape(len(parsed), len(columns))
 
 
 @functools.lru_cache(maxsize=8)
@@ -165,12 +209,21 @@ def dtype_info(frame: pd.DataFrame | Columns) -> tuple[np.ndarray, ...]:
     combo = np.full(n, -1, dtype=np.int64)
     if "dtype" not in cols:
         return size, code, tensor, out_bytes, combo
-    texts = [text_column(cols, c) for c in ("dtype", "acc_dtype", "out_dtype")]
-    joined = np.char.add(np.char.add(texts[0].astype(str), "|"),
-                         np.char.add(np.char.add(texts[1].astype(str), "|"), texts[2].astype(str)))
-    codes, uniques = pd.factorize(joined)
-    for i, triple in enumerate(uniques):
-        dtype, acc, out = str(triple).split("|")
+    # One code per (dtype, acc, out) triple: the three columns' codes as mixed-radix digits
+    # (text_column has no missing values, so every code is >= 0).
+    combined = np.zeros(n, dtype=np.int64)
+    values = []
+    for name in ("dtype", "acc_dtype", "out_dtype"):
+        column_codes, column_values = pd.factorize(text_column(cols, name))
+        combined = combined * len(column_values) + column_codes
+        values.append(column_values)
+    codes, triples = pd.factorize(combined)
+    for i, flat in enumerate(triples):
+        parts = []
+        for column_values in reversed(values):
+            flat, j = divmod(int(flat), len(column_values))
+            parts.append(str(column_values[j]))
+        dtype, acc, out = reversed(parts)
         if not dtype:
             continue
         rows = codes == i

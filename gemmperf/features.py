@@ -98,10 +98,15 @@ TARGET_COLUMNS = {"runtime": "runtime_s", "power": "power_w", "energy": "energy_
 class FeatureSet:
     """The feature matrix of a records frame and the log bases the targets are relative to."""
 
-    numeric: pd.DataFrame              # NUMERIC_FEATURES, float64, MISSING where not applicable
+    values: np.ndarray                 # (rows, NUMERIC_FEATURES) float64, MISSING if not applicable
     categorical: Mapping[str, np.ndarray]  # CATEGORICAL_FEATURES -> text ("" where absent)
     log_base: Mapping[str, np.ndarray]  # target -> log of its base (runtime s, power W, energy J)
     gpu: np.ndarray                    # canonical GPU key per row
+
+    @property
+    def numeric(self) -> pd.DataFrame:
+        """:attr:`values` as a DataFrame with the NUMERIC_FEATURES as column names."""
+        return pd.DataFrame(self.values, columns=list(NUMERIC_FEATURES), copy=False)
 
 
 @functools.lru_cache(maxsize=1)
@@ -147,8 +152,8 @@ def resolve_gpus(frame: pd.DataFrame | Columns,
             "import with --gpu KEY or add the GPU to data/gpus.json"
         )
     # Canonicalise aliases ("a100" -> "a100-sxm4-80gb") once per distinct name.
-    canon = {k: lookup(k).key for k in pd.unique(keys)}
-    return np.array([canon[k] for k in keys], dtype=object)
+    codes, names = pd.factorize(keys)
+    return np.array([lookup(k).key for k in names], dtype=object)[codes]
 
 
 def _log(x: np.ndarray) -> np.ndarray:
@@ -291,7 +296,6 @@ def build_features(frame: pd.DataFrame,
     for j, name in enumerate(NUMERIC_FEATURES):
         values[:, j] = f[name]
     values[~np.isfinite(values)] = MISSING
-    numeric = pd.DataFrame(values, columns=list(NUMERIC_FEATURES), copy=False)
     categorical = {c: text_column(cols, c) for c in CATEGORICAL_FEATURES}
     power_base = g["tdp"] * clock_ratio ** POWER_CLOCK_EXPONENT
     log_base = {
@@ -299,7 +303,7 @@ def build_features(frame: pd.DataFrame,
         "power": np.log(power_base),
         "energy": np.log(power_base * base_s),
     }
-    return FeatureSet(numeric=numeric, categorical=categorical, log_base=log_base,
+    return FeatureSet(values=values, categorical=categorical, log_base=log_base,
                       gpu=np.asarray(gpu_keys, dtype=object)[gpu_codes])
 
 

@@ -236,8 +236,12 @@ class Predictor(BaseEstimator):
         return cache[key]
 
     def _matrix(self, features: FeatureSet) -> np.ndarray:
-        codes = []
-        for c in CATEGORICAL_FEATURES:
+        """The float32 matrix the trees read: numeric features, then categorical codes."""
+        width = len(NUMERIC_FEATURES)
+        matrix = np.empty((len(features.gpu), width + len(CATEGORICAL_FEATURES)),
+                          dtype=np.float32)
+        matrix[:, :width] = features.values
+        for j, c in enumerate(CATEGORICAL_FEATURES):
             values = features.categorical[c]
             if len(values) <= _SMALL_ROWS:   # a dict lookup per row beats Index.get_indexer
                 lookup = self._vocabulary_codes(c)
@@ -245,9 +249,8 @@ class Predictor(BaseEstimator):
                                    count=len(values))
             else:
                 code = self._vocabulary(c).get_indexer(values)
-            codes.append(np.where(code >= 0, code, MISSING))
-        matrix = np.column_stack([features.numeric.to_numpy(np.float64), *codes])
-        return np.ascontiguousarray(matrix, dtype=np.float32)
+            matrix[:, width + j] = np.where(code >= 0, code, MISSING)
+        return matrix
 
     # -- prediction -----------------------------------------------------------------------------
 
