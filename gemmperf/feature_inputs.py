@@ -69,6 +69,10 @@ class Columns:
             codes, uniques = pd.factorize(self.frame[name])
         return codes, uniques.tolist()
 
+    def is_text(self, name: str) -> bool:
+        """Whether the column has a text dtype (every value a str or missing; object: no)."""
+        return self.small is None and isinstance(self.frame[name].dtype, pd.StringDtype)
+
 
 def numeric_column(frame: pd.DataFrame | Columns, name: str) -> np.ndarray:
     """A column as float64 (NaN where missing, non-numeric or absent)."""
@@ -116,7 +120,8 @@ def family_params(frame: pd.DataFrame | Columns, names: tuple[str, ...]
     codes, uniques = cols.factorize("params")
     columns = [*names, "flops"]
     table = None
-    if len(uniques) > _SMALL and pd.api.types.infer_dtype(uniques) == "string":
+    if len(uniques) > _SMALL and (cols.is_text("params")
+                                  or pd.api.types.infer_dtype(uniques) == "string"):
         table = _parse_params_arrow(uniques, columns)
     if table is not None:
         wanted = list(range(len(uniques)))
@@ -124,12 +129,15 @@ def family_params(frame: pd.DataFrame | Columns, names: tuple[str, ...]
         wanted, table = _parse_params_python(uniques, needed, columns)
     if not wanted:
         return out
-    lookup = np.full(len(uniques) + 1, len(wanted))      # the extra row is all-NaN
+    lookup = np.full(len(uniques) + 1, len(wanted))      # the extra entry is all-NaN
     lookup[wanted] = np.arange(len(wanted))
-    table = np.vstack([table, np.full((1, table.shape[1]), np.nan)])
+    by_name = np.full((len(columns), len(wanted) + 1), np.nan)   # one contiguous row a name
+    by_name[:, :-1] = table.T
     rows = lookup[np.where(codes >= 0, codes, len(uniques))]
     for j, name in enumerate((*names, "_flops")):
-        out[name] = np.where(np.isnan(out[name]), table[rows, j], out[name])
+        from_params = by_name[j][rows]
+        absent = np.isnan(out[name])
+        out[name] = from_params if absent.all() else np.where(absent, from_params, out[name])
     return out
 
 
@@ -193,6 +201,34 @@ def _number(value: object) -> float:
     return np.nan
 
 
+def group_rows(frame: pd.DataFrame | Columns, names: tuple[str, ...]
+               ) -> tuple[np.ndarray, list[tuple[str, ...]]]:
+    """(group code per row, the distinct tuples) of the text columns ``names`` taken together
+    (missing text is "")."""
+    cols = frame if isinstance(frame, Columns) else Columns(frame)
+    texts = [text_column(cols, name) for name in names]
+    if cols.small is not None:   # a dict per row beats pandas' fixed cost
+        groups: dict[tuple[str, ...], int] = {}
+        rows = [groups.setdefault(t, len(groups)) for t in zip(*texts, strict=True)]
+        return np.array(rows, dtype=np.int64).reshape(len(cols)), list(groups)
+    # The columns' codes as mixed-radix digits (text_column has no missing values: codes >= 0).
+    combined = np.zeros(len(cols), dtype=np.int64)
+    values = []
+    for column in texts:
+        column_codes, column_values = pd.factorize(column)
+        combined = combined * len(column_values) + column_codes
+        values.append(column_values)
+    codes, flats = pd.factorize(combined)
+    distinct = []
+    for flat in flats:
+        digits = []
+        for column_values in reversed(values):
+            flat, j = divmod(int(flat), len(column_values))
+            digits.append(str(column_values[j]))
+        distinct.append(tuple(reversed(digits)))
+    return codes, distinct
+
+
 @functools.lru_cache(maxsize=256)
 def _dtype_combo(dtype: str, acc: str, out: str) -> tuple[int, str, int]:
     """(operand bytes, GpuSpec math key, output bytes) of a dtype/accumulator/output triple."""
@@ -209,21 +245,8 @@ def dtype_info(frame: pd.DataFrame | Columns) -> tuple[np.ndarray, ...]:
     combo = np.full(n, -1, dtype=np.int64)
     if "dtype" not in cols:
         return size, code, tensor, out_bytes, combo
-    # One code per (dtype, acc, out) triple: the three columns' codes as mixed-radix digits
-    # (text_column has no missing values, so every code is >= 0).
-    combined = np.zeros(n, dtype=np.int64)
-    values = []
-    for name in ("dtype", "acc_dtype", "out_dtype"):
-        column_codes, column_values = pd.factorize(text_column(cols, name))
-        combined = combined * len(column_values) + column_codes
-        values.append(column_values)
-    codes, triples = pd.factorize(combined)
-    for i, flat in enumerate(triples):
-        parts = []
-        for column_values in reversed(values):
-            flat, j = divmod(int(flat), len(column_values))
-            parts.append(str(column_values[j]))
-        dtype, acc, out = reversed(parts)
+    codes, triples = group_rows(cols, ("dtype", "acc_dtype", "out_dtype"))
+    for i, (dtype, acc, out) in enumerate(triples):
         if not dtype:
             continue
         rows = codes == i

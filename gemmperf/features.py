@@ -136,8 +136,10 @@ def resolve_gpus(frame: pd.DataFrame | Columns,
     cols = frame if isinstance(frame, Columns) else Columns(frame)
     keys = np.full(len(cols), None, dtype=object)
     if "gpu" in cols:
-        given = cols.objects("gpu")
-        keys = np.where(pd.notna(given) & (given != ""), given, None)
+        # Canonicalise keys and aliases ("a100" -> "a100-sxm4-80gb") once per distinct value.
+        codes, given = cols.factorize("gpu")
+        canonical = [lookup(g).key if isinstance(g, str) and g else None for g in given]
+        keys = np.array([*canonical, None], dtype=object)[codes]   # code -1 (missing): None
     if "device_name" in cols:
         todo = pd.isna(keys)
         if todo.any():
@@ -151,9 +153,7 @@ def resolve_gpus(frame: pd.DataFrame | Columns,
             f"{int(pd.isna(keys).sum())} row(s) name no known GPU (columns gpu / device_name); "
             "import with --gpu KEY or add the GPU to data/gpus.json"
         )
-    # Canonicalise aliases ("a100" -> "a100-sxm4-80gb") once per distinct name.
-    codes, names = pd.factorize(keys)
-    return np.array([lookup(k).key for k in names], dtype=object)[codes]
+    return keys
 
 
 def _log(x: np.ndarray) -> np.ndarray:
@@ -292,10 +292,11 @@ def build_features(frame: pd.DataFrame,
         f["clock_ratio"] = clock_ratio
         f["mem_clock_mhz"] = numeric_column(cols, "mem_clock_mhz")
 
-    values = np.empty((n, len(NUMERIC_FEATURES)), dtype=np.float64)
+    columns = np.empty((len(NUMERIC_FEATURES), n), dtype=np.float64)   # row j: feature j
     for j, name in enumerate(NUMERIC_FEATURES):
-        values[:, j] = f[name]
-    values[~np.isfinite(values)] = MISSING
+        columns[j] = f[name]
+    columns[~np.isfinite(columns)] = MISSING
+    values = columns.T   # (rows, features), column-major: each feature contiguous
     categorical = {c: text_column(cols, c) for c in CATEGORICAL_FEATURES}
     power_base = g["tdp"] * clock_ratio ** POWER_CLOCK_EXPONENT
     log_base = {

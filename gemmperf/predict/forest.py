@@ -268,21 +268,19 @@ class Predictor(BaseEstimator):
                                      f"targets are {', '.join(TARGETS)}")
         features = build_features(X)
         matrix = self._matrix(features)
+        chosen = [t for t in self.forests_ if targets is None or t in targets]
+        shared, experts = self._tree_predictions(matrix, features.gpu, chosen)
         out: dict[str, np.ndarray] = {}
         z_score = _normal_quantile(0.5 + self.interval / 2)
-        for target, forest in self.forests_.items():
-            if targets is not None and target not in targets:
-                continue
-            center, spread = _center_spread(forest.predict_trees(matrix))
+        for target in chosen:
+            center, spread = _center_spread(shared[target])
             half = self.interval_scale_[target] * spread
-            for gpu, expert in getattr(self, "experts_", {}).get(target, {}).items():
-                rows = features.gpu == gpu
-                if rows.any():
-                    # The expert's own tree spread: on a measured GPU the shared trees disagree
-                    # mostly about which GPU a row is like, which the expert has settled.
-                    shift, local = _center_spread(expert.predict_trees(matrix[rows]))
-                    center[rows] += shift
-                    half[rows] = self.expert_interval_scale_[target] * local
+            for rows, expert_trees in experts[target]:
+                # The expert's own tree spread: on a measured GPU the shared trees disagree
+                # mostly about which GPU a row is like, which the expert has settled.
+                shift, local = _center_spread(expert_trees)
+                center[rows] += shift
+                half[rows] = self.expert_interval_scale_[target] * local
             # A kernel the ensemble never saw (by name) of a family it saw with several: the
             # average over that family's known kernels, plus their scatter in the interval.
             for rows, mean, sd in self._unseen_kernels(target, matrix, features):
@@ -303,7 +301,55 @@ class Predictor(BaseEstimator):
             # E = P x t; the bounds multiply too (a conservative interval for independent errors).
             for suffix in ("", "_lo", "_hi"):
                 out["energy_j" + suffix] = out["runtime_s" + suffix] * out["power_w" + suffix]
-        return pd.DataFrame(out, index=X.index)
+        # One float block (a dict of columns costs pandas ~3x as much to assemble).
+        return pd.DataFrame(np.column_stack(list(out.values())) if out else None,
+                            columns=list(out), index=X.index)
+
+    def _tree_predictions(self, matrix: np.ndarray, gpus: np.ndarray, targets: list[str]
+                          ) -> tuple[dict[str, np.ndarray],
+                                     dict[str, list[tuple[np.ndarray, np.ndarray]]]]:
+        """Per-tree predictions (trees x rows) of each target's shared ensemble, and of its
+        per-GPU experts as (row mask, predictions on those rows) pairs.
+
+        A frame of a few rows goes through every tree of the model in one numpy walk
+        (:meth:`_all_trees`): scikit-learn's per-tree call costs ~10 us, a walk step about the
+        same for all trees at once; single predictions are dominated by that otherwise."""
+        experts = {t: [] for t in targets}
+        expert_forests = getattr(self, "experts_", {})
+        present = set(gpus.tolist()) if len(gpus) <= _SMALL_ROWS else set(pd.unique(gpus))
+        if len(matrix) <= _SMALL_ROWS:
+            everything, slices = self._all_trees()
+            walked = everything.predict_trees_numpy(matrix).astype(np.float64)
+            shared = {t: walked[slices[t, None]] for t in targets}
+            for target in targets:
+                for gpu in sorted(present & set(expert_forests.get(target, {}))):
+                    rows = gpus == gpu
+                    experts[target].append((rows, walked[slices[target, gpu]][:, rows]))
+            return shared, experts
+        shared = {t: self.forests_[t].predict_trees(matrix) for t in targets}
+        for target in targets:
+            for gpu, expert in expert_forests.get(target, {}).items():
+                if gpu in present:
+                    rows = gpus == gpu
+                    experts[target].append((rows, expert.predict_trees(matrix[rows])))
+        return shared, experts
+
+    def _all_trees(self) -> tuple[CompactForest, dict[tuple[str, str | None], slice]]:
+        """Every ensemble and expert of the model as one forest, and each one's tree slice
+        (key: (target, None) for a shared ensemble, (target, gpu) for an expert). Built once."""
+        key = (id(self.forests_), id(getattr(self, "experts_", {})))
+        cached = self.__dict__.get("_all_trees_cache")
+        if cached is None or cached[0] != key:
+            parts = [((t, None), f) for t, f in self.forests_.items()]
+            parts += [((t, gpu), f) for t, experts in getattr(self, "experts_", {}).items()
+                      for gpu, f in experts.items()]
+            slices, start = {}, 0
+            for name, forest in parts:
+                slices[name] = slice(start, start + forest.n_trees)
+                start += forest.n_trees
+            cached = (key, CompactForest.concatenate([f for _, f in parts]), slices)
+            self.__dict__["_all_trees_cache"] = cached
+        return cached[1], cached[2]
 
     def _unseen_kernels(self, target: str, matrix: np.ndarray, features: FeatureSet
                         ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
