@@ -24,7 +24,7 @@ from gemmperf.errors import DataFormatError
 
 _LEAF = -1
 #: From this many (tree, row) pairs on, trees are evaluated on a thread pool.
-_THREAD_MIN_CELLS = 1_000_000
+_THREAD_MIN_CELLS = 200_000
 _CPUS = os.cpu_count() or 1
 
 

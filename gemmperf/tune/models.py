@@ -131,28 +131,29 @@ def candidate_frame(candidates: pd.DataFrame, param_names: Sequence[str],
     the non-numeric ones stay in the ``params`` JSON, so the model does not re-parse thousands of
     JSON texts it already has as numbers.
     """
-    out = pd.DataFrame(index=candidates.index)
+    n = len(candidates)
+    out: dict[str, Any] = {}   # columns, assembled into a frame once (per-column inserts cost)
     for name in ("m", "n", "k", "batch", "dtype", "acc_dtype", "out_dtype", "layout"):
-        out[name] = getattr(problem, name)
-    out["gpu"] = gpu.key
-    out["family"] = candidates["family"].to_numpy()
+        value = getattr(problem, name)
+        out[name] = np.full(n, value, dtype=None if isinstance(value, int) else object)
+    out["gpu"] = np.full(n, gpu.key, dtype=object)
+    out["family"] = candidates["family"].to_numpy(dtype=object)
     if "kernel_name" in candidates:
-        out["kernel_name"] = candidates["kernel_name"].to_numpy()
+        out["kernel_name"] = candidates["kernel_name"].to_numpy(dtype=object)
     for name in COMMON_COLUMNS:
         if name in candidates:
             out[name] = pd.to_numeric(candidates[name], errors="coerce").to_numpy(
                 dtype=float, na_value=np.nan)
-    numeric, other = [], []
+    other = []
     for name in param_names:
         if name in COMMON_COLUMNS or name not in candidates:
             continue
         if pd.api.types.is_numeric_dtype(candidates[name].dtype):
-            numeric.append(name)
             out[name] = candidates[name].to_numpy()
         else:
             other.append(name)
-    out["params"] = params_json_column(candidates, other)
-    return out
+    out["params"] = np.array(params_json_column(candidates, other), dtype=object)
+    return pd.DataFrame(out, index=candidates.index)
 
 
 def predict_frame(model: Any, frame: pd.DataFrame, gpu: GpuSpec) -> pd.DataFrame:
