@@ -43,11 +43,12 @@ class Columns:
             return
         self.frame = frame
         self.n = len(frame)
-        self.names = set(map(str, frame.columns))
+        names = [str(name) for name in frame.columns.tolist()]   # (iterating an Index is slow)
+        self.names = set(names)
         self.small: dict[str, np.ndarray] | None = None
-        if self.n <= _SMALL and frame.columns.is_unique:
+        if self.n <= _SMALL and len(self.names) == len(names):
             table = frame.to_numpy(dtype=object)   # one conversion for every column
-            self.small = {str(name): table[:, j] for j, name in enumerate(frame.columns)}
+            self.small = {name: table[:, j] for j, name in enumerate(names)}
 
     def __contains__(self, name: str) -> bool:
         return name in self.names
@@ -64,14 +65,25 @@ class Columns:
     def factorize(self, name: str) -> tuple[np.ndarray, list[Any]]:
         """(code per row, -1 where missing; the distinct values) of a column that exists."""
         if self.small is not None:
-            codes, uniques = pd.factorize(self.small[name])
-        else:   # on the column itself: pyarrow-backed text factorizes in C
-            codes, uniques = pd.factorize(self.frame[name])
+            return factorize(self.small[name])
+        codes, uniques = pd.factorize(self.frame[name])   # pyarrow-backed text: in C
         return codes, uniques.tolist()
 
     def is_text(self, name: str) -> bool:
         """Whether the column has a text dtype (every value a str or missing; object: no)."""
         return self.small is None and isinstance(self.frame[name].dtype, pd.StringDtype)
+
+
+def factorize(values: np.ndarray) -> tuple[np.ndarray, list[Any]]:
+    """``pd.factorize`` of a 1-d array (codes, -1 where missing; distinct values in order of
+    appearance), with a plain dict for a few rows, where pandas' fixed cost dominates."""
+    if len(values) > _SMALL:
+        codes, uniques = pd.factorize(values)
+        return codes, list(uniques)
+    index: dict[Any, int] = {}
+    codes = [-1 if v is None or v is pd.NA or v != v else index.setdefault(v, len(index))
+             for v in values]
+    return np.array(codes, dtype=np.int64).reshape(len(values)), list(index)
 
 
 def numeric_column(frame: pd.DataFrame | Columns, name: str) -> np.ndarray:
@@ -110,34 +122,30 @@ def family_params(frame: pd.DataFrame | Columns, names: tuple[str, ...]
     C), a few, or texts it does not take exactly, with :mod:`json` (only texts that mention one
     of the names). A frame with every tunable as a column parses nothing."""
     cols = frame if isinstance(frame, Columns) else Columns(frame)
-    out = {name: numeric_column(cols, name) for name in names}
-    out["_flops"] = numeric_column(cols, "flops")
-    if "params" not in cols or not len(cols):
-        return out
-    needed = tuple(n for n in names if np.isnan(out[n]).any())
-    if not needed and not np.isnan(out["_flops"]).any():
-        return out
-    codes, uniques = cols.factorize("params")
     columns = [*names, "flops"]
-    table = None
-    if len(uniques) > _SMALL and (cols.is_text("params")
-                                  or pd.api.types.infer_dtype(uniques) == "string"):
-        table = _parse_params_arrow(uniques, columns)
-    if table is not None:
-        wanted = list(range(len(uniques)))
-    else:
-        wanted, table = _parse_params_python(uniques, needed, columns)
-    if not wanted:
-        return out
-    lookup = np.full(len(uniques) + 1, len(wanted))      # the extra entry is all-NaN
-    lookup[wanted] = np.arange(len(wanted))
-    by_name = np.full((len(columns), len(wanted) + 1), np.nan)   # one contiguous row a name
-    by_name[:, :-1] = table.T
-    rows = lookup[np.where(codes >= 0, codes, len(uniques))]
-    for j, name in enumerate((*names, "_flops")):
-        from_params = by_name[j][rows]
-        absent = np.isnan(out[name])
-        out[name] = from_params if absent.all() else np.where(absent, from_params, out[name])
+    values = np.vstack([numeric_column(cols, name) for name in columns]).reshape(
+        len(columns), len(cols))                                 # row j: columns[j] per row
+    absent = np.isnan(values)
+    if "params" in cols and absent.any():
+        codes, uniques = cols.factorize("params")
+        table = None
+        if len(uniques) > _SMALL and (cols.is_text("params")
+                                      or pd.api.types.infer_dtype(uniques) == "string"):
+            table = _parse_params_arrow(uniques, columns)
+        if table is not None:
+            wanted = list(range(len(uniques)))
+        else:
+            needed = tuple(n for n, gap in zip(names, absent.any(axis=1), strict=False) if gap)
+            wanted, table = _parse_params_python(uniques, needed, columns)
+        if wanted:
+            lookup = np.full(len(uniques) + 1, len(wanted))      # the extra entry is all-NaN
+            lookup[wanted] = np.arange(len(wanted))
+            by_name = np.full((len(columns), len(wanted) + 1), np.nan)
+            by_name[:, :-1] = table.T
+            rows = lookup[np.where(codes >= 0, codes, len(uniques))]
+            values = np.where(absent, by_name[:, rows], values)
+    out = dict(zip(names, values, strict=False))
+    out["_flops"] = values[-1]
     return out
 
 

@@ -42,6 +42,7 @@ from gemmperf.feature_inputs import (
     XGEMM_PARAMS,
     Columns,
     dtype_info,
+    factorize,
     family_params,
     numeric_column,
     text_column,
@@ -216,7 +217,7 @@ def build_features(frame: pd.DataFrame,
     cols = Columns(frame)
     n = len(cols)
     keys = resolve_gpus(cols, lookup)
-    gpu_codes, gpu_keys = pd.factorize(keys)
+    gpu_codes, gpu_keys = factorize(keys)
     gpu_specs = [lookup(key) for key in gpu_keys]
     g = {name: np.array([_gpu_value(spec, name) for spec in gpu_specs], dtype=float)[gpu_codes]
          for name in _GPU_VALUES}
