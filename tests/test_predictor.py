@@ -118,6 +118,31 @@ def test_compact_forest_matches_sklearn_both_paths(cls):
                                                                    for t in est.estimators_]))
 
 
+def test_rows_equal_on_the_features_trees_read_are_evaluated_once(monkeypatch):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(3000, 10)).astype(np.float32)
+    x[:, :2] = rng.integers(0, 6, size=(3000, 2))           # 36 combinations of features 0, 1
+    y = x[:, 0] * 2 + x[:, 1]
+    est = ExtraTreesRegressor(n_estimators=4, max_features=2, random_state=0).fit(x[:, :2], y)
+    forest = CompactForest.from_sklearn(est.estimators_, 10)   # features 2..9: never read
+    assert list(forest.used_features()) == [0, 1]
+    wide = x
+    reference = np.stack([t.predict(x[:, :2]) for t in est.estimators_])
+    first, inverse = forest._distinct_rows(wide)
+    assert len(first) == 36 and (wide[first][inverse][:, :2] == wide[:, :2]).all()
+    np.testing.assert_array_equal(forest.predict_trees(wide), reference)
+    # A hash collision (forced here: every row gets one key) falls back to every row.
+    with monkeypatch.context() as patch:
+        patch.setattr("gemmperf.predict.compact._row_hash", lambda bits: np.zeros(len(bits)))
+        assert forest._distinct_rows(wide) is None
+        np.testing.assert_array_equal(forest.predict_trees(wide), reference)
+    # Rows that are mostly distinct, or few, are not worth it.
+    assert forest._distinct_rows(x[:500]) is None
+    spread = x.copy()
+    spread[:, 0] = rng.normal(size=3000)
+    assert forest._distinct_rows(spread) is None
+
+
 def test_compact_forest_rejects_corrupt_arrays():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(200, 3)).astype(np.float32)

@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from gemmperf.errors import DataFormatError
 
@@ -26,6 +27,8 @@ _LEAF = -1
 #: From this many (tree, row) pairs on, trees are evaluated on a thread pool.
 _THREAD_MIN_CELLS = 200_000
 _CPUS = os.cpu_count() or 1
+#: From this many rows on, rows equal on the features a forest reads are evaluated once.
+_DISTINCT_MIN_ROWS = 1024
 
 
 @dataclass(frozen=True)
@@ -133,10 +136,21 @@ class CompactForest:
     # -- prediction ---------------------------------------------------------------------------
 
     def predict_trees(self, x: np.ndarray) -> np.ndarray:
-        """Per-tree predictions, shape (n_trees, n_rows); ``x`` is (n_rows, n_features)."""
+        """Per-tree predictions, shape (n_trees, n_rows); ``x`` is (n_rows, n_features).
+
+        Trees read only the features they split on: where those take few distinct value
+        combinations over many rows (a power ensemble learnt on clock sweeps, asked about a
+        tile space), each combination is evaluated once (exact: same inputs, same leaves)."""
         x = np.ascontiguousarray(x, dtype=np.float32)
         if x.ndim != 2 or x.shape[1] != self.n_features:
             raise ValueError(f"expected {self.n_features} features, got shape {x.shape}")
+        distinct = self._distinct_rows(x)
+        if distinct is not None:
+            first, inverse = distinct
+            return self._predict_rows(x[first])[:, inverse]
+        return self._predict_rows(x)
+
+    def _predict_rows(self, x: np.ndarray) -> np.ndarray:
         trees = self._sklearn_trees()
         if trees is not None:
             def one(tree: object) -> np.ndarray:
@@ -148,6 +162,35 @@ class CompactForest:
                     return np.stack(list(pool.map(one, trees)))
             return np.stack([one(t) for t in trees])
         return self.predict_trees_numpy(x)
+
+    def used_features(self) -> np.ndarray:
+        """Indices of the features some split reads (sorted; computed once)."""
+        cached = self.__dict__.get("_used")
+        if cached is None:
+            cached = np.unique(self.feature[self.feature != _LEAF]).astype(np.int64)
+            object.__setattr__(self, "_used", cached)
+        return cached
+
+    def _distinct_rows(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """(first row of each distinct combination of the used features, row -> combination),
+        or None where deduplicating would not pay (few rows, most features used, most rows
+        distinct)."""
+        used = self.used_features()
+        if len(x) < _DISTINCT_MIN_ROWS or 2 * len(used) > self.n_features:
+            return None
+        bits = np.ascontiguousarray(x[:, used]).view(np.uint32)
+        # Group by a hash of the rows, then check that every row equals its group's first row:
+        # a hash collision only costs the saving, never a wrong prediction.
+        codes, uniques = pd.factorize(_row_hash(bits))
+        if 2 * len(uniques) > len(x):
+            return None
+        # factorize numbers groups in order of first appearance: a group's first row is where
+        # the running maximum of the codes steps up.
+        running = np.maximum.accumulate(codes)
+        first = np.flatnonzero(np.concatenate([[True], running[1:] > running[:-1]]))
+        if not np.array_equal(bits[first][codes], bits):
+            return None
+        return first, codes
 
     def predict_trees_numpy(self, x: np.ndarray) -> np.ndarray:
         """Traversal in numpy: all trees and rows advance one level per step. The reference
@@ -188,6 +231,14 @@ class CompactForest:
             cached = _build_sklearn_trees(self)
             object.__setattr__(self, "_trees", cached if cached is not None else False)
         return cached or None
+
+
+def _row_hash(bits: np.ndarray) -> np.ndarray:
+    """FNV-1a style 64-bit hash of each row of a uint32 matrix (uint64 arithmetic wraps)."""
+    key = np.full(len(bits), 0xCBF29CE484222325, dtype=np.uint64)
+    for column in bits.T:
+        key = (key ^ column.astype(np.uint64)) * np.uint64(0x100000001B3)
+    return key
 
 
 def _preorder(tree: object) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
