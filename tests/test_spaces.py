@@ -201,3 +201,22 @@ def test_cutlass_space_resolves_cutlass_default_tile():
     default = space.config(space.default_id)
     assert (default.tile_m, default.tile_n, default.tile_k, default.stages) == (128, 256, 64, 3)
     assert "DefaultGemmConfiguration" in space.default_source
+
+
+def test_params_json_column_is_canonical_json_across_chunks_and_types():
+    from gemmperf.spaces.space import params_json_column
+
+    rng = np.random.default_rng(5)
+    names = [f"P{i:02d}" for i in range(11)]       # three chunks of tunables, the last short
+    frame = pd.DataFrame({n: rng.choice([1, 2, 4, 8, 64], 400) for n in names})
+    texts = params_json_column(frame, names[::-1])  # any order in, sorted keys out
+    assert texts == [params_json(row) for row in frame.to_dict("records")]
+    mixed = pd.DataFrame({"f": [1.5, 2.0, np.nan], "s": ["x", "y", "x"], "b": [True, False, True],
+                          "i": pd.array([1, pd.NA, 3], dtype="Int64")})
+    assert params_json_column(mixed, list(mixed.columns)) == [
+        '{"b":true,"f":1.5,"i":1,"s":"x"}', '{"b":false,"f":2,"i":null,"s":"y"}',
+        '{"b":true,"f":null,"i":3,"s":"x"}']
+    assert [json.loads(t) for t in params_json_column(mixed, ["s"])] == [
+        {"s": "x"}, {"s": "y"}, {"s": "x"}]
+    assert params_json_column(frame.head(2), []) == ["{}", "{}"]
+    assert params_json_column(frame.head(0), names) == []
