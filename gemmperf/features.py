@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -108,6 +108,21 @@ class FeatureSet:
     def numeric(self) -> pd.DataFrame:
         """:attr:`values` as a DataFrame with the NUMERIC_FEATURES as column names."""
         return pd.DataFrame(self.values, columns=list(NUMERIC_FEATURES), copy=False)
+
+    def factorized(self, column: str) -> tuple[np.ndarray, list[str]]:
+        """(code per row, distinct values) of ``"gpu"`` or a categorical column; computed once
+        (a prediction asks per target and per expert)."""
+        cache = self.__dict__.setdefault("_factorized", {})
+        if column not in cache:
+            values = self.gpu if column == "gpu" else self.categorical[column]
+            cache[column] = factorize(values)
+        return cache[column]
+
+    def isin(self, column: str, allowed: Iterable[str]) -> np.ndarray:
+        """Row mask: the row's ``column`` value (see :meth:`factorized`) is in ``allowed``."""
+        codes, values = self.factorized(column)
+        wanted = set(allowed)
+        return np.array([v in wanted for v in values] + [False], dtype=bool)[codes]
 
 
 @functools.lru_cache(maxsize=1)

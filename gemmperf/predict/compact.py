@@ -25,7 +25,7 @@ from gemmperf.errors import DataFormatError
 
 _LEAF = -1
 #: From this many (tree, row) pairs on, trees are evaluated on a thread pool.
-_THREAD_MIN_CELLS = 200_000
+_THREAD_MIN_CELLS = 64_000
 _CPUS = os.cpu_count() or 1
 #: From this many rows on, rows equal on the features a forest reads are evaluated once.
 _DISTINCT_MIN_ROWS = 1024

@@ -242,14 +242,12 @@ class Predictor(BaseEstimator):
                           dtype=np.float32)
         matrix[:, :width] = features.values
         for j, c in enumerate(CATEGORICAL_FEATURES):
-            values = features.categorical[c]
-            if len(values) <= _SMALL_ROWS:   # a dict lookup per row beats Index.get_indexer
-                lookup = self._vocabulary_codes(c)
-                code = np.fromiter((lookup.get(v, -1) for v in values), dtype=np.float64,
-                                   count=len(values))
-            else:
-                code = self._vocabulary(c).get_indexer(values)
-            matrix[:, width + j] = np.where(code >= 0, code, MISSING)
+            # Vocabulary code of each distinct value (MISSING: not seen in training), per row.
+            rows, values = features.factorized(c)
+            lookup = self._vocabulary_codes(c)
+            codes = np.array([lookup.get(v, MISSING) for v in values] + [MISSING],
+                             dtype=np.float32)
+            matrix[:, width + j] = codes[rows]
         return matrix
 
     # -- prediction -----------------------------------------------------------------------------
@@ -269,7 +267,7 @@ class Predictor(BaseEstimator):
         features = build_features(X)
         matrix = self._matrix(features)
         chosen = [t for t in self.forests_ if targets is None or t in targets]
-        shared, experts = self._tree_predictions(matrix, features.gpu, chosen)
+        shared, experts = self._tree_predictions(matrix, features, chosen)
         out: dict[str, np.ndarray] = {}
         z_score = _normal_quantile(0.5 + self.interval / 2)
         for target in chosen:
@@ -288,7 +286,7 @@ class Predictor(BaseEstimator):
                 half[rows] = np.hypot(half[rows], z_score * sd)
             # A GPU the ensemble never saw adds the between-GPU level scatter the base leaves
             # unexplained, in quadrature (independent error sources).
-            unseen = ~_member(features.gpu, self.gpus_[target])
+            unseen = ~features.isin("gpu", self.gpus_[target])
             if unseen.any():
                 extra = z_score * self.gpu_level_sd_[target]
                 half = np.where(unseen, np.hypot(half, extra), half)
@@ -305,7 +303,7 @@ class Predictor(BaseEstimator):
         return pd.DataFrame(np.column_stack(list(out.values())) if out else None,
                             columns=list(out), index=X.index)
 
-    def _tree_predictions(self, matrix: np.ndarray, gpus: np.ndarray, targets: list[str]
+    def _tree_predictions(self, matrix: np.ndarray, features: FeatureSet, targets: list[str]
                           ) -> tuple[dict[str, np.ndarray],
                                      dict[str, list[tuple[np.ndarray, np.ndarray]]]]:
         """Per-tree predictions (trees x rows) of each target's shared ensemble, and of its
@@ -316,21 +314,23 @@ class Predictor(BaseEstimator):
         same for all trees at once; single predictions are dominated by that otherwise."""
         experts = {t: [] for t in targets}
         expert_forests = getattr(self, "experts_", {})
-        present = set(gpus.tolist()) if len(gpus) <= _SMALL_ROWS else set(pd.unique(gpus))
+        gpu_codes, present = features.factorized("gpu")
         if len(matrix) <= _SMALL_ROWS:
             everything, slices = self._all_trees()
             walked = everything.predict_trees_numpy(matrix).astype(np.float64)
             shared = {t: walked[slices[t, None]] for t in targets}
             for target in targets:
-                for gpu in sorted(present & set(expert_forests.get(target, {}))):
-                    rows = gpus == gpu
-                    experts[target].append((rows, walked[slices[target, gpu]][:, rows]))
+                for code, gpu in enumerate(present):
+                    if gpu in expert_forests.get(target, {}):
+                        rows = gpu_codes == code
+                        experts[target].append((rows, walked[slices[target, gpu]][:, rows]))
             return shared, experts
         shared = {t: self.forests_[t].predict_trees(matrix) for t in targets}
         for target in targets:
-            for gpu, expert in expert_forests.get(target, {}).items():
-                if gpu in present:
-                    rows = gpus == gpu
+            for code, gpu in enumerate(present):
+                expert = expert_forests.get(target, {}).get(gpu)
+                if expert is not None:
+                    rows = gpu_codes == code
                     experts[target].append((rows, expert.predict_trees(matrix[rows])))
         return shared, experts
 
@@ -355,19 +355,21 @@ class Predictor(BaseEstimator):
                         ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """(rows, mean, sd over kernels) for rows naming a kernel ``target`` never trained on."""
         known = self.kernels_.get(target, {})
-        kernels = features.categorical["kernel_name"]
         every = [k for names in known.values() for k in names]
-        if not every or not ((kernels != "") & ~_member(kernels, every)).any():
+        named = ~features.isin("kernel_name", [""])
+        if not every or not (named & ~features.isin("kernel_name", every)).any():
             return []
-        families = features.categorical["family"]
+        family_codes, families = features.factorized("family")
         column = len(NUMERIC_FEATURES) + CATEGORICAL_FEATURES.index("kernel_name")
         vocab = self._vocabulary("kernel_name")
         out = []
-        for family in pd.unique(families[kernels != ""]):
-            names = known.get(family, [])
-            rows = np.flatnonzero((families == family) & (kernels != "")
-                                  & ~_member(kernels, names))
-            if len(names) < 2 or not len(rows):
+        for code in np.unique(family_codes[named]):
+            names = known.get(families[code], [])
+            if len(names) < 2:
+                continue
+            rows = np.flatnonzero((family_codes == code) & named
+                                  & ~features.isin("kernel_name", names))
+            if not len(rows):
                 continue
             codes = vocab.get_indexer(names)[:, None]
             mean, sd = np.empty(len(rows)), np.empty(len(rows))
@@ -399,16 +401,6 @@ def _normal_quantile(p: float) -> float:
     return float(norm.ppf(p))
 
 
-def _member(values: np.ndarray, allowed: list[str]) -> np.ndarray:
-    """``np.isin`` for text arrays with few distinct values (hashing each distinct value once)."""
-    allowed_set = set(allowed)
-    if len(values) <= _SMALL_ROWS:   # a set lookup per row beats pandas' fixed cost
-        return np.fromiter((v in allowed_set for v in values), dtype=bool, count=len(values))
-    codes, uniques = pd.factorize(values)
-    hit = np.array([u in allowed_set for u in uniques] + [False], dtype=bool)
-    return hit[np.where(codes >= 0, codes, len(uniques))]
-
-
 def _kernels_by_family(features: FeatureSet, rows: np.ndarray) -> dict[str, list[str]]:
     """Kernel names seen per family on ``rows`` (families without kernel names are omitted)."""
     table = pd.DataFrame({"family": features.categorical["family"][rows],
@@ -433,7 +425,14 @@ def _gpu_level_sd(z: np.ndarray, gpus: np.ndarray, families: np.ndarray) -> floa
 
 
 def _center_spread(trees: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return trees.mean(axis=0), np.maximum(trees.std(axis=0), MIN_SPREAD)
+    """Mean and standard deviation over trees (axis 0), the latter floored at MIN_SPREAD.
+
+    Var = E[x^2] - E[x]^2 in one pass (einsum): trees predict log ratios of order 1, so float64
+    cancellation errors (~1e-16) are far below the floor's square (1e-6)."""
+    mean = trees.mean(axis=0)
+    mean_square = np.einsum("ij,ij->j", trees, trees) / trees.shape[0]
+    spread = np.sqrt(np.maximum(mean_square - mean * mean, 0.0))
+    return mean, np.maximum(spread, MIN_SPREAD)
 
 
 def _target_values(X: pd.DataFrame, y: Any, targets: tuple[str, ...]) -> dict[str, np.ndarray]:
