@@ -214,27 +214,33 @@ def group_rows(frame: pd.DataFrame | Columns, names: tuple[str, ...]
     """(group code per row, the distinct tuples) of the text columns ``names`` taken together
     (missing text is "")."""
     cols = frame if isinstance(frame, Columns) else Columns(frame)
-    texts = [text_column(cols, name) for name in names]
     if cols.small is not None:   # a dict per row beats pandas' fixed cost
+        texts = [text_column(cols, name) for name in names]
         groups: dict[tuple[str, ...], int] = {}
         rows = [groups.setdefault(t, len(groups)) for t in zip(*texts, strict=True)]
         return np.array(rows, dtype=np.int64).reshape(len(cols)), list(groups)
-    # The columns' codes as mixed-radix digits (text_column has no missing values: codes >= 0).
+    # Each column's codes (on the column itself, no text conversion; digit 0: missing) as
+    # mixed-radix digits of one code; tuples that come out equal ("" and missing) are merged.
     combined = np.zeros(len(cols), dtype=np.int64)
     values = []
-    for column in texts:
-        column_codes, column_values = pd.factorize(column)
-        combined = combined * len(column_values) + column_codes
-        values.append(column_values)
+    for name in names:
+        if name in cols:
+            column_codes, column_values = cols.factorize(name)
+            texts = ["", *("" if v is None or v != v else str(v) for v in column_values)]
+            combined = combined * len(texts) + column_codes + 1
+        else:
+            texts = [""]
+        values.append(texts)
     codes, flats = pd.factorize(combined)
-    distinct = []
+    merged: dict[tuple[str, ...], int] = {}
+    remap = []
     for flat in flats:
         digits = []
-        for column_values in reversed(values):
-            flat, j = divmod(int(flat), len(column_values))
-            digits.append(str(column_values[j]))
-        distinct.append(tuple(reversed(digits)))
-    return codes, distinct
+        for texts in reversed(values):
+            flat, j = divmod(int(flat), len(texts))
+            digits.append(texts[j])
+        remap.append(merged.setdefault(tuple(reversed(digits)), len(merged)))
+    return np.asarray(remap, dtype=np.int64)[codes], list(merged)
 
 
 @functools.lru_cache(maxsize=256)

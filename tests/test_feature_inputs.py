@@ -15,6 +15,7 @@ from gemmperf.feature_inputs import (
     XGEMM_PARAMS,
     dtype_info,
     family_params,
+    group_rows,
     numeric_column,
     text_column,
 )
@@ -118,7 +119,8 @@ def test_text_column_of_text_objects_and_missing():
 
 def test_dtype_triples_are_coded_consistently():
     dtypes = ["f16", "f16", "bf16", "f32", None, "f16", "tf32"] * 20
-    accs = ["f32", None, "f32", None, None, "f16", None] * 20
+    accs = (["f32", None, "f32", None, None, "f16", None] * 19
+            + ["f32", "", "f32", "", "", "f16", ""])
     frame = pd.DataFrame({"dtype": dtypes, "acc_dtype": accs})
     size, code, tensor, out_bytes, combo = dtype_info(frame)
     rows = [dtype_info(frame.iloc[[i]]) for i in range(7)]
@@ -127,7 +129,9 @@ def test_dtype_triples_are_coded_consistently():
                                       [s[0], c[0], t[0], o[0]])
     assert combo[4] == -1 and np.isnan(size[4])          # no dtype: no combo
     # Rows of one (dtype, acc, out) triple share a code; different triples do not.
-    triples = list(zip(dtypes, accs, strict=True))
+    triples = [(d, a or None) for d, a in zip(dtypes, accs, strict=True)]   # "" is missing
     for i in range(len(triples)):
         for j in range(7):
             assert (combo[i] == combo[j]) == (triples[i] == triples[j]) or combo[i] == -1
+    _, distinct = group_rows(frame, ("dtype", "acc_dtype", "out_dtype"))
+    assert len(distinct) == len(set(distinct)) == 7     # "" and missing: one group
