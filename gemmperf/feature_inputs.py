@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from gemmperf._grouping import group_codes
 from gemmperf.errors import DataFormatError
 from gemmperf.problem import GemmProblem
 
@@ -219,27 +220,22 @@ def group_rows(frame: pd.DataFrame | Columns, names: tuple[str, ...]
         groups: dict[tuple[str, ...], int] = {}
         rows = [groups.setdefault(t, len(groups)) for t in zip(*texts, strict=True)]
         return np.array(rows, dtype=np.int64).reshape(len(cols)), list(groups)
-    # Each column's codes (on the column itself, no text conversion; digit 0: missing) as
-    # mixed-radix digits of one code; tuples that come out equal ("" and missing) are merged.
-    combined = np.zeros(len(cols), dtype=np.int64)
-    values = []
+    # Each column's codes on the column itself (no text conversion; code 0: missing), grouped
+    # together; tuples that come out equal ("" and missing) are merged.
+    columns, values = [], []
     for name in names:
         if name in cols:
             column_codes, column_values = cols.factorize(name)
             texts = ["", *("" if v is None or v != v else str(v) for v in column_values)]
-            combined = combined * len(texts) + column_codes + 1
+            columns.append((column_codes + 1, len(texts)))
         else:
             texts = [""]
+            columns.append((np.zeros(len(cols), dtype=np.int64), 1))
         values.append(texts)
-    codes, flats = pd.factorize(combined)
+    codes, groups = group_codes(columns)
     merged: dict[tuple[str, ...], int] = {}
-    remap = []
-    for flat in flats:
-        digits = []
-        for texts in reversed(values):
-            flat, j = divmod(int(flat), len(texts))
-            digits.append(texts[j])
-        remap.append(merged.setdefault(tuple(reversed(digits)), len(merged)))
+    remap = [merged.setdefault(tuple(v[d] for v, d in zip(values, digits, strict=True)),
+                               len(merged)) for digits in groups]
     return np.asarray(remap, dtype=np.int64)[codes], list(merged)
 
 

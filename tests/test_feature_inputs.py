@@ -135,3 +135,15 @@ def test_dtype_triples_are_coded_consistently():
             assert (combo[i] == combo[j]) == (triples[i] == triples[j]) or combo[i] == -1
     _, distinct = group_rows(frame, ("dtype", "acc_dtype", "out_dtype"))
     assert len(distinct) == len(set(distinct)) == 7     # "" and missing: one group
+
+
+def test_group_codes_groups_rows_by_their_code_tuples_in_order_of_appearance():
+    from gemmperf._grouping import group_codes
+
+    a = np.array([2, 0, 2, 1, 0])
+    b = np.array([1, 1, 1, 0, 1])
+    groups, decoded = group_codes([(a, 3), (b, 2)])
+    assert list(groups) == [0, 1, 0, 2, 1]
+    assert decoded == [(2, 1), (0, 1), (1, 0)]
+    empty_groups, empty = group_codes([(np.zeros(0, dtype=np.int64), 0)])
+    assert len(empty_groups) == 0 and empty == []

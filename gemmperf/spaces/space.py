@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from gemmperf._grouping import group_codes
 from gemmperf.errors import GemmperfError, InvalidConfigError
 from gemmperf.problem import GemmProblem, KernelConfig
 
@@ -58,21 +59,15 @@ def params_json_column(frame: pd.DataFrame, names: Sequence[str]) -> list[str]:
     out: Any = None
     for start in range(0, len(names), _JSON_CHUNK):
         chunk = names[start:start + _JSON_CHUNK]
-        combined = np.zeros(len(frame), dtype=np.int64)
-        formatted = []
+        columns, formatted = [], []
         for name in chunk:
             codes, uniques = pd.factorize(frame[name], use_na_sentinel=False)
-            combined = combined * len(uniques) + codes
+            columns.append((codes, len(uniques)))
             prefix = json.dumps(name) + ":"
             formatted.append([prefix + _json_scalar(u) for u in uniques])
-        rows, combos = pd.factorize(combined)
-        texts = []
-        for flat in combos:
-            digits = []
-            for values in reversed(formatted):
-                flat, j = divmod(int(flat), len(values))
-                digits.append(values[j])
-            texts.append(",".join(reversed(digits)))
+        rows, combos = group_codes(columns)
+        texts = [",".join(f[d] for f, d in zip(formatted, digits, strict=True))
+                 for digits in combos]
         lead = "{" if start == 0 else ","
         tail = "}" if start + _JSON_CHUNK >= len(names) else ""
         part = np.array([lead + t + tail for t in texts], dtype=object)[rows]
