@@ -51,8 +51,8 @@ _JSON_CHUNK = 4
 def params_json_column(frame: pd.DataFrame, names: Sequence[str]) -> list[str]:
     """Canonical params JSON (sorted keys, compact; as :func:`gemmperf.records.params_json`
     writes it) for every row. Tunables take few distinct values, so the text of each distinct
-    combination of 4 tunables is formatted once and rows join their chunks' texts (~0.5 us a
-    row for 16 tunables)."""
+    combination of 4 tunables is formatted once and rows join their chunks' texts (about 1 us
+    a row for the 16 Xgemm tunables)."""
     names = sorted(names)
     if not names:
         return ["{}"] * len(frame)
