@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import functools
 import warnings
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -53,6 +52,12 @@ from gemmperf.features import (
     build_features,
 )
 from gemmperf.predict.compact import CompactForest
+from gemmperf.predict.training_data import (
+    gpu_level_sd,
+    kernels_by_family,
+    target_values,
+    training_summary,
+)
 
 LEARNERS = ("extra_trees", "random_forest")
 #: A target needs at least this many rows to get an ensemble (and twice that to be calibrated).
@@ -105,7 +110,7 @@ class Predictor(BaseEstimator):
         NaN where a row lacks one); otherwise they are read from ``X``.
         """
         self._check_params()
-        targets = _target_values(X, y, self.targets)
+        targets = target_values(X, y, self.targets)
         features = build_features(X)
         self.categories_ = {
             c: sorted(v for v in pd.unique(features.categorical[c]) if v)
@@ -138,15 +143,15 @@ class Predictor(BaseEstimator):
                 self.expert_interval_scale_[target] = expert_scale
             self.n_train_[target] = int(ok.sum())
             self.gpus_[target] = sorted(pd.unique(gpus))
-            self.kernels_[target] = _kernels_by_family(features, ok)
-            self.gpu_level_sd_[target] = _gpu_level_sd(
+            self.kernels_[target] = kernels_by_family(features, ok)
+            self.gpu_level_sd_[target] = gpu_level_sd(
                 z, features.gpu[ok], features.categorical["family"][ok])
         if not self.forests_:
             raise DataFormatError(
                 f"no target has {MIN_ROWS}+ rows with a positive value "
                 f"({', '.join(TARGET_COLUMNS[t] for t in self.targets)}): nothing to train on"
             )
-        self.training_data_ = _summarise(X, features, targets)
+        self.training_data_ = training_summary(X, features, targets)
         return self
 
     def _check_params(self) -> None:
@@ -219,16 +224,9 @@ class Predictor(BaseEstimator):
         ratio = np.abs(z[held][corrected] - center[corrected]) / spread[corrected]
         return scale, float(np.quantile(ratio, self.interval))
 
-    def _vocabulary(self, column: str) -> pd.Index:
-        """``categories_[column]`` as an Index (cached: a single prediction must stay cheap)."""
-        cache = self.__dict__.setdefault("_vocabularies", {})
-        key = (column, id(self.categories_))
-        if key not in cache:
-            cache[key] = pd.Index(self.categories_[column], dtype=object)
-        return cache[key]
-
     def _vocabulary_codes(self, column: str) -> dict[str, int]:
-        """``categories_[column]`` as a value -> code dict (cached like :meth:`_vocabulary`)."""
+        """``categories_[column]`` as a value -> code dict (cached: a single prediction must
+        stay cheap; keyed by the categories' identity, so a refit gets a new one)."""
         cache = self.__dict__.setdefault("_vocabulary_codes_cache", {})
         key = (column, id(self.categories_))
         if key not in cache:
@@ -300,7 +298,7 @@ class Predictor(BaseEstimator):
             for suffix in ("", "_lo", "_hi"):
                 out["energy_j" + suffix] = out["runtime_s" + suffix] * out["power_w" + suffix]
         # One float block (a dict of columns costs pandas ~3x as much to assemble), under a
-        # column Index built once per set of names (building one from text costs ~0.2 ms).
+        # column Index built once per set of names (text names cost ~0.15 ms a frame more).
         names = tuple(out)
         cache = self.__dict__.setdefault("_output_columns", {})
         if names not in cache:
@@ -317,26 +315,27 @@ class Predictor(BaseEstimator):
         A frame of a few rows goes through every tree of the model in one numpy walk
         (:meth:`_all_trees`): scikit-learn's per-tree call costs ~10 us, a walk step about the
         same for all trees at once; single predictions are dominated by that otherwise."""
-        experts = {t: [] for t in targets}
-        expert_forests = getattr(self, "experts_", {})
-        gpu_codes, present = features.factorized("gpu")
         if len(matrix) <= _SMALL_ROWS:
             everything, slices = self._all_trees()
             walked = everything.predict_trees_numpy(matrix).astype(np.float64)
-            shared = {t: walked[slices[t, None]] for t in targets}
-            for target in targets:
-                for code, gpu in enumerate(present):
-                    if gpu in expert_forests.get(target, {}):
-                        rows = gpu_codes == code
-                        experts[target].append((rows, walked[slices[target, gpu]][:, rows]))
-            return shared, experts
-        shared = {t: self.forests_[t].predict_trees(matrix) for t in targets}
+
+            def trees(key: tuple[str, str | None], forest: CompactForest,
+                      rows: np.ndarray | None = None) -> np.ndarray:
+                return walked[slices[key]] if rows is None else walked[slices[key]][:, rows]
+        else:
+            def trees(key: tuple[str, str | None], forest: CompactForest,
+                      rows: np.ndarray | None = None) -> np.ndarray:
+                return forest.predict_trees(matrix if rows is None else matrix[rows])
+
+        shared = {t: trees((t, None), self.forests_[t]) for t in targets}
+        experts: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {t: [] for t in targets}
+        gpu_codes, present = features.factorized("gpu")
         for target in targets:
             for code, gpu in enumerate(present):
-                expert = expert_forests.get(target, {}).get(gpu)
+                expert = getattr(self, "experts_", {}).get(target, {}).get(gpu)
                 if expert is not None:
                     rows = gpu_codes == code
-                    experts[target].append((rows, expert.predict_trees(matrix[rows])))
+                    experts[target].append((rows, trees((target, gpu), expert, rows)))
         return shared, experts
 
     def _all_trees(self) -> tuple[CompactForest, dict[tuple[str, str | None], slice]]:
@@ -366,7 +365,7 @@ class Predictor(BaseEstimator):
             return []
         family_codes, families = features.factorized("family")
         column = len(NUMERIC_FEATURES) + CATEGORICAL_FEATURES.index("kernel_name")
-        vocab = self._vocabulary("kernel_name")
+        vocab = self._vocabulary_codes("kernel_name")
         out = []
         for code in np.unique(family_codes[named]):
             names = known.get(families[code], [])
@@ -376,7 +375,7 @@ class Predictor(BaseEstimator):
                                   & ~features.isin("kernel_name", names))
             if not len(rows):
                 continue
-            codes = vocab.get_indexer(names)[:, None]
+            codes = np.array([vocab[name] for name in names])[:, None]   # known kernels
             mean, sd = np.empty(len(rows)), np.empty(len(rows))
             for start in range(0, len(rows), _CHUNK_ROWS):   # bounded memory: kernels x chunk
                 part = rows[start:start + _CHUNK_ROWS]
@@ -406,29 +405,6 @@ def _normal_quantile(p: float) -> float:
     return float(norm.ppf(p))
 
 
-def _kernels_by_family(features: FeatureSet, rows: np.ndarray) -> dict[str, list[str]]:
-    """Kernel names seen per family on ``rows`` (families without kernel names are omitted)."""
-    table = pd.DataFrame({"family": features.categorical["family"][rows],
-                          "kernel": features.categorical["kernel_name"][rows]})
-    table = table[table["kernel"] != ""]
-    return {str(f): sorted(map(str, part["kernel"].unique()))
-            for f, part in table.groupby("family")}
-
-
-def _gpu_level_sd(z: np.ndarray, gpus: np.ndarray, families: np.ndarray) -> float:
-    """Scatter of the per-GPU median of z (log target / base) within kernel families with 2+
-    GPUs, pooled over families: how far the base alone misplaces an unseen GPU's level. 0 when
-    no family has two GPUs (nothing to estimate it from)."""
-    table = pd.DataFrame({"z": z, "gpu": gpus, "family": families})
-    medians = table.groupby(["family", "gpu"])["z"].median()
-    deviations, dof = 0.0, 0
-    for _, per_gpu in medians.groupby(level=0):
-        if len(per_gpu) >= 2:
-            deviations += float(((per_gpu - per_gpu.mean()) ** 2).sum())
-            dof += len(per_gpu) - 1
-    return float(np.sqrt(deviations / dof)) if dof else 0.0
-
-
 def _center_spread(trees: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean and standard deviation over trees (axis 0), the latter floored at MIN_SPREAD.
 
@@ -438,35 +414,3 @@ def _center_spread(trees: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     mean_square = np.einsum("ij,ij->j", trees, trees) / trees.shape[0]
     spread = np.sqrt(np.maximum(mean_square - mean * mean, 0.0))
     return mean, np.maximum(spread, MIN_SPREAD)
-
-
-def _target_values(X: pd.DataFrame, y: Any, targets: tuple[str, ...]) -> dict[str, np.ndarray]:
-    source = X if y is None else (y if isinstance(y, pd.DataFrame) else pd.DataFrame(y))
-    if y is not None and len(source) != len(X):
-        raise DataFormatError(f"y has {len(source)} rows, X has {len(X)}")
-    out = {}
-    for target in targets:
-        column = TARGET_COLUMNS[target]
-        if column in source.columns:
-            out[target] = pd.to_numeric(source[column], errors="coerce").to_numpy(
-                dtype=np.float64, na_value=np.nan)
-        else:
-            out[target] = np.full(len(X), np.nan)
-    return out
-
-
-def _summarise(X: pd.DataFrame, features: FeatureSet,
-               targets: dict[str, np.ndarray]) -> list[dict[str, Any]]:
-    """Training rows per (source, GPU) and target: the provenance a bundle records."""
-    source = X["source"].astype(str).to_numpy() if "source" in X.columns \
-        else np.full(len(X), "unknown")
-    table = pd.DataFrame({"source": source, "gpu": features.gpu})
-    for target, values in targets.items():
-        table[target] = np.isfinite(values) & (values > 0)
-    grouped = table.groupby(["source", "gpu"], sort=True)
-    rows = []
-    for (src, gpu), part in grouped:
-        entry: dict[str, Any] = {"source": src, "gpu": gpu, "rows": len(part)}
-        entry.update({t: int(part[t].sum()) for t in targets})
-        rows.append(entry)
-    return rows
