@@ -51,6 +51,16 @@ class Columns:
             table = frame.to_numpy(dtype=object)   # one conversion for every column
             self.small = {name: table[:, j] for j, name in enumerate(names)}
 
+    @classmethod
+    def from_objects(cls, columns: dict[str, np.ndarray]) -> Columns:
+        """Columns of a few rows given as equal-length object arrays (no frame built)."""
+        self = cls.__new__(cls)
+        self.frame = None
+        self.n = len(next(iter(columns.values()))) if columns else 0
+        self.names = set(columns)
+        self.small = dict(columns)
+        return self
+
     def __contains__(self, name: str) -> bool:
         return name in self.names
 

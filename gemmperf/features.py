@@ -222,7 +222,7 @@ def _roofline(gpu_codes: np.ndarray, gpu_specs: list[GpuSpec], combo: np.ndarray
     return out
 
 
-def build_features(frame: pd.DataFrame,
+def build_features(frame: pd.DataFrame | Columns,
                    lookup: Callable[[str], GpuSpec] = get_gpu) -> FeatureSet:
     """The feature matrix and target bases of a records-style frame (see the module doc).
 

@@ -27,6 +27,11 @@ small ensemble of the same learner fits the shared ensemble's residuals on that 
 stage or a random-effects model). A GPU with an expert gets it added; any other GPU is
 predicted by the shared ensemble alone, as before. On a GPU with an expert the interval uses
 the expert's tree spread, with its own calibrated scale.
+
+Transfer by analogy: a row on a GPU the model has no data for, of a family measured on two or
+more GPUs, is predicted as the mean of the row placed on each of those GPUs, at the shared
+ensemble's level for the new GPU (:mod:`gemmperf.predict.analogy`); its interval also gets the
+analogues' disagreement in quadrature. ``analogy=False`` turns it off.
 """
 
 from __future__ import annotations
@@ -50,6 +55,12 @@ from gemmperf.features import (
     TARGETS,
     FeatureSet,
     build_features,
+)
+from gemmperf.predict.analogy import (
+    analogue_gpus,
+    placed_on,
+    reference_frame,
+    reference_rows,
 )
 from gemmperf.predict.compact import CompactForest
 from gemmperf.predict.training_data import (
@@ -86,7 +97,8 @@ class Predictor(BaseEstimator):
                  min_samples_leaf: int = 1, max_features: float = 1.0, interval: float = 0.8,
                  calibration_fraction: float = 0.2, random_state: int | None = 0,
                  n_jobs: int | None = None, expert_estimators: int = 8,
-                 expert_leaf_nodes: int = 4096, expert_min_rows: int = 1000) -> None:
+                 expert_leaf_nodes: int = 4096, expert_min_rows: int = 1000,
+                 analogy: bool = True) -> None:
         self.targets = targets
         self.learner = learner
         self.n_estimators = n_estimators
@@ -100,6 +112,7 @@ class Predictor(BaseEstimator):
         self.expert_estimators = expert_estimators
         self.expert_leaf_nodes = expert_leaf_nodes
         self.expert_min_rows = expert_min_rows
+        self.analogy = analogy
 
     # -- fitting --------------------------------------------------------------------------------
 
@@ -127,6 +140,11 @@ class Predictor(BaseEstimator):
         self.n_train_: dict[str, int] = {}
         self.experts_: dict[str, dict[str, CompactForest]] = {}
         self.expert_interval_scale_: dict[str, float] = {}
+        self.analogues_: dict[str, dict[str, list[str]]] = {}
+        self.reference_rows_: dict[str, dict[str, dict[str, list]]] = {}
+        # Its own stream, so that sampling reference rows leaves the calibration draws as they were.
+        reference_rng = np.random.default_rng(
+            None if self.random_state is None else (self.random_state, 1))
         for target in self.targets:
             values = targets[target]
             ok = np.isfinite(values) & (values > 0)
@@ -144,8 +162,14 @@ class Predictor(BaseEstimator):
             self.n_train_[target] = int(ok.sum())
             self.gpus_[target] = sorted(pd.unique(gpus))
             self.kernels_[target] = kernels_by_family(features, ok)
-            self.gpu_level_sd_[target] = gpu_level_sd(
-                z, features.gpu[ok], features.categorical["family"][ok])
+            families = features.categorical["family"][ok]
+            self.gpu_level_sd_[target] = gpu_level_sd(z, gpus, families)
+            self.analogues_[target] = analogue_gpus(families, gpus, self.expert_min_rows) \
+                if self.analogy else {}
+            positions = np.flatnonzero(ok)
+            self.reference_rows_[target] = {
+                family: reference_rows(X, positions[families == family], reference_rng)
+                for family in self.analogues_[target]}
         if not self.forests_:
             raise DataFormatError(
                 f"no target has {MIN_ROWS}+ rows with a positive value "
@@ -277,6 +301,11 @@ class Predictor(BaseEstimator):
                 shift, local = _center_spread(expert_trees)
                 center[rows] += shift
                 half[rows] = self.expert_interval_scale_[target] * local
+            # A GPU the ensemble never saw, of a family measured on several: by analogy
+            # (module doc of gemmperf.predict.analogy).
+            for rows, trees, scatter in self._analogies(target, X, features):
+                center[rows], spread = _center_spread(trees)
+                half[rows] = np.hypot(self.interval_scale_[target] * spread, z_score * scatter)
             # A kernel the ensemble never saw (by name) of a family it saw with several: the
             # average over that family's known kernels, plus their scatter in the interval.
             for rows, mean, sd in self._unseen_kernels(target, matrix, features):
@@ -355,6 +384,66 @@ class Predictor(BaseEstimator):
             self.__dict__["_all_trees_cache"] = cached
         return cached[1], cached[2]
 
+    def _analogies(self, target: str, X: pd.DataFrame, features: FeatureSet
+                   ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """(rows, per-tree z, analogue scatter) for rows on a GPU ``target`` never trained on,
+        of a family with analogue GPUs, one triple per (GPU, family): the analogues' mean
+        trees shifted to the shared ensemble's level on that GPU, and per row the standard
+        deviation over analogues of their level-free z (:mod:`gemmperf.predict.analogy`)."""
+        analogues = getattr(self, "analogues_", {}).get(target)
+        if not analogues:
+            return []
+        unseen = ~features.isin("gpu", self.gpus_[target])
+        if not unseen.any():
+            return []
+        family_codes, families = features.factorized("family")
+        gpu_codes, gpus = features.factorized("gpu")
+        out = []
+        for code, family in enumerate(families):
+            if family not in analogues:
+                continue
+            in_family = unseen & (family_codes == code)
+            for gpu_code in np.unique(gpu_codes[in_family]):
+                rows = np.flatnonzero(in_family & (gpu_codes == gpu_code))
+                trees, each = self._analogue_trees(target, X.iloc[rows], analogues[family])
+                level, levels = self._analogy_level(target, family, gpus[gpu_code])
+                out.append((rows, trees - level, (each - levels[:, None]).std(axis=0)))
+        return out
+
+    def _analogue_trees(self, target: str, frame: pd.DataFrame, analogues: list[str]
+                        ) -> tuple[np.ndarray, np.ndarray]:
+        """Per-tree z (trees x rows) of ``frame``'s rows averaged over their copies placed on
+        each analogue GPU (its expert's mean correction added where it has one), and each
+        analogue's mean z (analogues x rows)."""
+        placed = build_features(placed_on(frame, analogues))
+        matrix = self._matrix(placed)
+        trees = self.forests_[target].predict_trees(matrix)
+        n = len(frame)
+        experts = getattr(self, "experts_", {}).get(target, {})
+        for i, gpu in enumerate(analogues):
+            if gpu in experts:
+                block = slice(i * n, (i + 1) * n)
+                trees[:, block] += experts[gpu].predict_trees(matrix[block]).mean(axis=0)
+        trees = trees.reshape(len(trees), len(analogues), n)
+        return trees.mean(axis=1), trees.mean(axis=0)
+
+    def _analogy_level(self, target: str, family: str, gpu: str) -> tuple[float, np.ndarray]:
+        """``L`` of the analogy module doc for an unseen ``gpu`` (median over the family's
+        reference rows of analogue z - shared-ensemble z on that GPU), and the same per
+        analogue. Cached per model, target, family and GPU."""
+        cache = self.__dict__.setdefault("_analogy_level_cache", {})
+        key = (id(self.forests_), target, family, gpu)
+        if key not in cache:
+            reference = reference_frame(self.reference_rows_[target][family])
+            reference["gpu"] = gpu
+            own = self.forests_[target].predict_trees(
+                self._matrix(build_features(reference))).mean(axis=0)
+            trees, each = self._analogue_trees(target, reference,
+                                               self.analogues_[target][family])
+            cache[key] = (float(np.median(trees.mean(axis=0) - own)),
+                          np.median(each - own, axis=1))
+        return cache[key]
+
     def _unseen_kernels(self, target: str, matrix: np.ndarray, features: FeatureSet
                         ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """(rows, mean, sd over kernels) for rows naming a kernel ``target`` never trained on."""
@@ -389,7 +478,8 @@ class Predictor(BaseEstimator):
         return out
 
     def predict_log_trees(self, X: pd.DataFrame, target: str = "runtime") -> np.ndarray:
-        """Per-tree predictions of log(target) (n_trees x n_rows), for diagnostics."""
+        """Per-tree predictions of log(target) (n_trees x n_rows) of the shared ensemble alone
+        (no expert, analogy or unseen-kernel averaging), for diagnostics."""
         check_is_fitted(self, "forests_")
         if target not in self.forests_:
             raise InvalidConfigError(f"the model has no {target} ensemble "

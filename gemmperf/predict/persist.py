@@ -35,7 +35,7 @@ from gemmperf.predict.forest import Predictor
 
 BUNDLE_FORMAT = "gemmperf-model"
 #: Bump when the bundle layout changes; a bundle of another version is refused with a message.
-BUNDLE_VERSION = 2   # 2: per-GPU expert ensembles (``experts``)
+BUNDLE_VERSION = 3   # 2: per-GPU expert ensembles (``experts``); 3: analogues, reference rows
 DEFAULT_MODEL_NAME = "gemmperf-default.npz"
 _META = "__meta__"
 
@@ -156,6 +156,9 @@ def _metadata(model: Predictor, arrays: Mapping[str, np.ndarray],
         "experts": {t: {g: {"trees": f.n_trees, "nodes": f.n_nodes} for g, f in e.items()}
                     for t, e in _experts(model).items()},
         "expert_interval_scale": dict(getattr(model, "expert_interval_scale_", {})),
+        "analogues": {t: {f: list(g) for f, g in v.items()}
+                      for t, v in getattr(model, "analogues_", {}).items()},
+        "reference_rows": dict(getattr(model, "reference_rows_", {})),
         "versions": {"gemmperf": __version__, "scikit-learn": sklearn.__version__,
                      "numpy": np.__version__},
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -237,6 +240,12 @@ def _rebuild(path: Path, arrays: Mapping[str, np.ndarray], meta: Mapping[str, An
         model.kernels_ = {t: {str(f): [str(k) for k in ks] for f, ks in meta["kernels"][t].items()}
                           for t in model.forests_}
         model.n_train_ = {t: int(meta["n_train"][t]) for t in model.forests_}
+        model.analogues_ = {t: {str(f): [str(g) for g in gs]
+                                for f, gs in meta["analogues"].get(t, {}).items()}
+                            for t in model.forests_}
+        model.reference_rows_ = {t: {str(f): {str(c): list(v) for c, v in columns.items()}
+                                     for f, columns in meta["reference_rows"].get(t, {}).items()}
+                                 for t in model.forests_}
         model.training_data_ = list(meta.get("training_data", []))
     except (KeyError, TypeError, ValueError) as exc:
         raise DataFormatError(f"{path}: incomplete bundle metadata ({exc})") from None

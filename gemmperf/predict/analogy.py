@@ -1,0 +1,106 @@
+"""Transfer by analogy: how a predictor carries a kernel family to a GPU it has no data for.
+
+The shared ensemble sees an unseen GPU only through its hardware-normalised features, and where
+those take values no training GPU had, its trees route the rows somewhere in between: on the
+Kernel Tuner Xgemm spaces (train on two GPUs, predict the third) that ranks the held-out RTX
+3090's configs with Spearman 0.926, while the *measured* times of the two other GPUs rank them
+0.953 (``benchmarks/data_bounds.py``). What transfers between GPUs is a config's time relative
+to the roofline base, so for a row on an unseen GPU of a family measured on two or more GPUs
+("analogues"), the model predicts that row as though it ran on each analogue,
+
+    z_a(row) = mean over analogues g of  z(row as on g)     (z = log(t) - log(base), trees kept),
+
+and puts it on the unseen GPU's own base. The analogues' mean *level* (how far each GPU sits
+from its base) is a poor guess for a new GPU (the RTX 3060 Laptop's spec stores the top of its
+boost range and sits ~30 % above the others), while the shared ensemble's own level was closer
+on all three held-out GPUs. So the level is the shared ensemble's and the structure the
+analogues':
+
+    z(row) = z_a(row) - L,   L = median over reference rows r of (z_a(r) - z_shared(r)),
+
+with the reference rows a fixed sample of the family's training rows put on the unseen GPU
+(:data:`REFERENCE_ROWS`, stored with the model, so ``L`` does not depend on the batch
+predicted). Measured: ``benchmarks/predictor_accuracy.py``, held-out GPU rows, and
+models/MODEL_CARD.md.
+
+Rows are placed on an analogue at its default clocks (their clock columns dropped): ``z`` is a
+config's efficiency relative to its base, and the unseen GPU's base carries the row's own clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from gemmperf.feature_inputs import Columns
+
+#: Reference rows kept per (target, family) to place an unseen GPU's level (module doc).
+REFERENCE_ROWS = 256
+_SMALL_ROWS = 64
+#: The records columns the features read, apart from the GPU and its clocks (what a reference
+#: row keeps and what a row placed on an analogue carries over).
+CONFIG_COLUMNS = (
+    "m", "n", "k", "batch", "dtype", "acc_dtype", "out_dtype", "family", "kernel_name",
+    "params", "tile_m", "tile_n", "tile_k", "threads_per_block", "stages", "split_k",
+    "regs_per_thread", "smem_bytes_per_block",
+)
+
+
+def analogue_gpus(families: np.ndarray, gpus: np.ndarray, min_rows: int
+                  ) -> dict[str, list[str]]:
+    """Per family, the GPUs with ``min_rows`` or more rows of it, for families with two or more
+    such GPUs (one GPU alone is no evidence of what carries across GPUs)."""
+    table = pd.DataFrame({"family": families, "gpu": gpus})
+    counts = table.groupby(["family", "gpu"]).size()
+    out = {}
+    for family, per_gpu in counts[counts >= min_rows].groupby(level=0):
+        if len(per_gpu) >= 2:
+            out[str(family)] = sorted(str(g) for g in per_gpu.index.get_level_values(1))
+    return out
+
+
+def reference_rows(X: pd.DataFrame, rows: np.ndarray, rng: np.random.Generator,
+                   size: int = REFERENCE_ROWS) -> dict[str, list[Any]]:
+    """A JSON-ready sample (column -> values; None where absent) of up to ``size`` of ``X``'s
+    ``rows`` (positions), keeping :data:`CONFIG_COLUMNS`."""
+    chosen = np.sort(rng.choice(rows, size=min(size, len(rows)), replace=False))
+    part = X.iloc[chosen]
+    out = {}
+    for column in CONFIG_COLUMNS:
+        if column in part.columns:
+            out[column] = [_jsonable(v) for v in part[column].tolist()]
+    return out
+
+
+def _jsonable(value: Any) -> Any:
+    """A frame cell as JSON: None for a missing value, Python scalars for numpy ones."""
+    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
+        return None
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def placed_on(frame: pd.DataFrame, gpus: Sequence[str]) -> pd.DataFrame | Columns:
+    """``frame``'s config columns once per GPU of ``gpus`` (stacked in that order), each copy
+    on that GPU at its default clocks (a frame, or for a few rows the same as Columns)."""
+    names = [c for c in CONFIG_COLUMNS if c in frame.columns]
+    gpu = np.repeat(np.asarray(gpus, dtype=object), len(frame))
+    if len(frame) <= _SMALL_ROWS:
+        # Object arrays, no frame: pandas' per-column cost would dominate a single prediction.
+        table = frame.to_numpy(dtype=object)
+        where = {str(c): j for j, c in enumerate(frame.columns.tolist())}
+        columns = {c: np.tile(table[:, where[c]], len(gpus)) for c in names}
+        return Columns.from_objects({**columns, "gpu": gpu})
+    config = frame[names].reset_index(drop=True)
+    stacked = pd.concat([config] * len(gpus), ignore_index=True)
+    stacked["gpu"] = gpu
+    return stacked
+
+
+def reference_frame(reference: Mapping[str, list[Any]]) -> pd.DataFrame:
+    """A stored reference sample back as a records-style frame."""
+    return pd.DataFrame({c: pd.Series(v, dtype=object) for c, v in reference.items()})

@@ -1,0 +1,140 @@
+"""Transfer by analogy to a GPU without data (gemmperf.predict.analogy): who the analogues are,
+that the level stays the shared ensemble's, that a row's prediction does not depend on its
+batch, that bundles keep it, and (on the real Kernel Tuner caches) that it ranks better."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from predict_helpers import xgemm_frame
+from scipy.stats import spearmanr
+
+from gemmperf.feature_inputs import Columns, numeric_column
+from gemmperf.features import build_features
+from gemmperf.predict.analogy import REFERENCE_ROWS, analogue_gpus, placed_on, reference_frame
+from gemmperf.predict.forest import Predictor
+from gemmperf.predict.persist import load_model, save_model
+
+SMALL = {"targets": ("runtime",), "n_estimators": 8, "max_leaf_nodes": 64, "random_state": 0,
+         "expert_min_rows": 100}
+TRAIN_GPUS = ("rtx-3090", "rtx-2080-ti")
+
+
+@pytest.fixture(scope="module")
+def train() -> pd.DataFrame:
+    return xgemm_frame(600, seed=3, gpus=TRAIN_GPUS)
+
+
+@pytest.fixture(scope="module")
+def models(train: pd.DataFrame) -> tuple[Predictor, Predictor]:
+    """The same fit with and without analogy (identical trees: the same seeds)."""
+    return Predictor(**SMALL).fit(train), Predictor(analogy=False, **SMALL).fit(train)
+
+
+def unseen_rows(n: int = 40) -> pd.DataFrame:
+    return xgemm_frame(n, seed=4, gpus=("a100-sxm4-80gb",))
+
+
+def test_analogues_are_the_gpus_with_enough_rows_of_a_family_measured_on_two_or_more():
+    families = np.array(["x"] * 5 + ["y"] * 3 + ["z"] * 6, dtype=object)
+    gpus = np.array(["a", "a", "b", "b", "b", "a", "a", "a", "a", "a", "a", "b", "b", "c"],
+                    dtype=object)
+    # x: a 2, b 3 rows; y: a alone; z: a 3, b 2, c 1.
+    assert analogue_gpus(families, gpus, min_rows=2) == {"x": ["a", "b"], "z": ["a", "b"]}
+    assert analogue_gpus(families, gpus, min_rows=3) == {}
+
+
+def test_fit_records_analogues_and_a_bounded_reference_sample(models, train):
+    model, plain = models
+    assert model.analogues_ == {"runtime": {"clblast_xgemm": ["rtx-2080-ti", "rtx-3090"]}}
+    assert plain.analogues_ == {"runtime": {}} and plain.reference_rows_ == {"runtime": {}}
+    reference = reference_frame(model.reference_rows_["runtime"]["clblast_xgemm"])
+    assert len(reference) == min(REFERENCE_ROWS, len(train))
+    assert "gpu" not in reference.columns and "runtime_s" not in reference.columns
+    # Every reference row is a training row's config.
+    keys = set(map(tuple, train[["m", "params"]].astype(str).to_numpy()))
+    assert set(map(tuple, reference[["m", "params"]].astype(str).to_numpy())) <= keys
+
+
+@pytest.mark.parametrize("n", [3, 70])   # object arrays for a few rows, a frame for more
+def test_placed_on_stacks_one_copy_per_gpu_at_default_clocks(n):
+    rows = unseen_rows(n).assign(sm_clock_mhz=1200.0, device_name="NVIDIA A100")
+    placed = Columns(placed_on(rows, ["rtx-3090", "rtx-2080-ti"]))
+    assert len(placed) == 2 * n
+    assert list(placed.objects("gpu")) == ["rtx-3090"] * n + ["rtx-2080-ti"] * n
+    assert "sm_clock_mhz" not in placed and "device_name" not in placed
+    assert list(placed.objects("params")) == list(rows["params"]) * 2
+    assert list(numeric_column(placed, "m")) == list(rows["m"]) * 2
+
+
+def test_seen_gpus_are_predicted_as_without_analogy(models, train):
+    model, plain = models
+    rows = train.head(50)
+    pd.testing.assert_frame_equal(model.predict(rows), plain.predict(rows))
+
+
+def test_an_unseen_gpu_keeps_the_shared_ensembles_level_and_takes_the_analogues_structure(
+        models):
+    model, plain = models
+    reference = reference_frame(model.reference_rows_["runtime"]["clblast_xgemm"])
+    on_a100 = reference.assign(gpu="a100-sxm4-80gb")
+    ratio = np.log(model.predict(on_a100)["runtime_s"] / plain.predict(on_a100)["runtime_s"])
+    assert np.median(ratio) == pytest.approx(0.0, abs=1e-9)   # L, by construction
+    assert ratio.std() > 1e-3                                  # ... and a structure of its own
+    # The structure: the analogues' mean trees (each with its expert's mean shift).
+    rows = unseen_rows()
+    placed = build_features(placed_on(rows, ["rtx-2080-ti", "rtx-3090"]))
+    matrix = model._matrix(placed)
+    z = model.forests_["runtime"].predict_trees(matrix).mean(axis=0)
+    for i, gpu in enumerate(("rtx-2080-ti", "rtx-3090")):
+        block = slice(i * len(rows), (i + 1) * len(rows))
+        z[block] += model.experts_["runtime"][gpu].predict_trees(matrix[block]).mean(axis=0)
+    expected = z.reshape(2, len(rows)).mean(axis=0) + build_features(rows).log_base["runtime"]
+    got = np.log(model.predict(rows)["runtime_s"].to_numpy())
+    shift = got - expected
+    assert np.allclose(shift, shift[0], atol=1e-9)             # one level shift, -L
+
+
+def test_an_unseen_gpu_row_is_predicted_the_same_alone_or_in_a_batch(models):
+    model, _ = models
+    rows = unseen_rows()
+    batch = model.predict(rows)
+    for i in (0, 17, 39):
+        alone = model.predict(rows.iloc[[i]])
+        assert np.allclose(alone.to_numpy(), batch.iloc[[i]].to_numpy(), rtol=1e-12)
+
+
+def test_the_interval_of_an_unseen_gpu_row_contains_its_prediction(models):
+    pred = models[0].predict(unseen_rows())
+    assert (pred["runtime_s_lo"] < pred["runtime_s"]).all()
+    assert (pred["runtime_s"] < pred["runtime_s_hi"]).all()
+
+
+def test_a_bundle_keeps_analogues_and_references(models, tmp_path):
+    model, _ = models
+    path = save_model(model, tmp_path / "m.npz")
+    loaded = load_model(path)
+    assert loaded.analogues_ == model.analogues_
+    rows = unseen_rows()
+    pd.testing.assert_frame_equal(loaded.predict(rows), model.predict(rows))
+
+
+@pytest.mark.shared_data
+def test_real_held_out_gpu_ranked_better_by_analogy(shared_data):
+    # Train on the RTX 2080 Ti and 3060 Laptop caches, rank the RTX 3090's configs (a small
+    # ensemble, for time; benchmarks/predictor_accuracy.py has the full-size figures).
+    from gemmperf.predict.data import load_data
+
+    frame = load_data([shared_data / f"kernel_tuner_xgemm_{name}.json.gz"
+                       for name in ("RTX_2080_Ti", "RTX_3060_laptop", "RTX_3090")])
+    held = (frame["gpu"] == "rtx-3090").to_numpy()
+    test = frame[held].sample(3000, random_state=0)
+    true = pd.to_numeric(test["runtime_s"]).to_numpy(float)
+    scores = {}
+    for analogy in (True, False):
+        model = Predictor(targets=("runtime",), n_estimators=8, max_leaf_nodes=4096,
+                          expert_estimators=2, analogy=analogy, n_jobs=2).fit(frame[~held])
+        scores[analogy] = spearmanr(model.predict(test)["runtime_s"], true).statistic
+    assert scores[True] > scores[False] + 0.01
+    assert scores[True] > 0.94
