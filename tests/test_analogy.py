@@ -68,6 +68,42 @@ def test_placed_on_stacks_one_copy_per_gpu_at_default_clocks(n):
     assert list(numeric_column(placed, "m")) == list(rows["m"]) * 2
 
 
+def _config_frames() -> list[pd.DataFrame]:
+    """A records frame (tunables in params JSON) and a candidate frame (tunables as columns)."""
+    from gemmperf.hardware.specs import get_gpu
+    from gemmperf.problem import GemmProblem
+    from gemmperf.spaces import get_space
+    from gemmperf.tune.models import candidate_frame
+
+    problem = GemmProblem(4096, 4096, 4096, dtype="f32", layout="nt")
+    space = get_space("clblast_xgemm", problem, "rtx-3090")
+    candidates = candidate_frame(space.candidates.head(200), space.param_names, problem,
+                                 get_gpu("rtx-3090"))
+    return [unseen_rows(100).assign(gpu="rtx-3090"), candidates]
+
+
+@pytest.mark.parametrize("which", [0, 1])
+def test_config_columns_are_everything_the_features_read_but_gpu_and_clocks(which):
+    frame = _config_frames()[which]
+    assert any(c in frame.columns for c in ("MWG", "params"))
+    kept = Columns(placed_on(frame, ["rtx-3090"]))
+    full, placed = build_features(frame), build_features(kept)
+    np.testing.assert_array_equal(full.values, placed.values)
+    for column in full.categorical:
+        assert list(full.categorical[column]) == list(placed.categorical[column])
+
+
+def test_recommend_on_an_unseen_gpu_reads_the_tunables_of_the_candidates(models):
+    # Candidate frames carry tunables as columns: a copy placed on an analogue must keep them
+    # (without them every config looked alike on the analogues and the ranking was arbitrary).
+    model, plain = models
+    candidates = _config_frames()[1].assign(gpu="a100-sxm4-80gb")
+    analogy = model.predict(candidates)["runtime_s"].to_numpy()
+    shared = plain.predict(candidates)["runtime_s"].to_numpy()
+    assert np.std(np.log(analogy)) > 0.5 * np.std(np.log(shared))
+    assert spearmanr(analogy, shared).statistic > 0.5
+
+
 def test_seen_gpus_are_predicted_as_without_analogy(models, train):
     model, plain = models
     rows = train.head(50)

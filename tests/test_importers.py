@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from kernel_tuner_helpers import cache_doc, cache_entry, xgemm_gflops
 
@@ -200,3 +201,20 @@ def test_forced_table_kind(tmp_path, capsys):
     assert "not a xla_matmul table: missing column(s) b, m, n, k" in capsys.readouterr().err
     assert run_cli("table", str(path), "--table-kind", "nope", "-o", str(out)) == 2
     assert "unknown table kind 'nope'; supported: xla_matmul, vidur" in capsys.readouterr().err
+
+
+def test_load_data_types_numeric_schema_columns(tmp_path):
+    # The vidur-like table has no tile or clock fields: the importer leaves them None, which
+    # load_data turns into numbers (int64 where whole and complete, float64 with NaN otherwise).
+    from gemmperf.predict.data import load_data
+
+    path = tmp_path / "vidur_like.csv"
+    path.write_text("gpu,model,op,num_tokens,tp,M,N,K,dtype,time_ms_median\n"
+                    "a40,m,attn,8,1,8,64,32,fp16,0.01\n"
+                    "a40,m,mlp,16,1,16,64,32,fp16,0.02\n")
+    frame = load_data(path)
+    assert pd.api.types.is_integer_dtype(frame["m"]) and list(frame["m"]) == [8, 16]
+    assert frame["tile_m"].dtype == np.float64 and frame["tile_m"].isna().all()
+    assert frame["sm_clock_mhz"].dtype == np.float64
+    assert frame["runtime_s"].tolist() == pytest.approx([1e-5, 2e-5])
+    assert not pd.api.types.is_numeric_dtype(frame["dtype"])   # text columns stay text

