@@ -72,6 +72,22 @@ def test_predict_one_gemm_json_and_table(model, capsys):
     assert "80% low" in capsys.readouterr().out
 
 
+def test_predict_names_the_gpus_an_unseen_gpu_is_predicted_by_analogy_with(capsys):
+    # The shipped model: CLBlast Xgemm was measured on four GPUs, the RTX 4090 is not one.
+    args = ["predict", "--gpu", "rtx-4090", "--m", "4096", "--n", "4096", "--k", "4096",
+            "--dtype", "f32", "--family", "clblast_xgemm", "--param", "MWG=64",
+            "--param", "NWG=64", "--param", "MDIMC=16", "--param", "NDIMC=16"]
+    assert main([*args, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["gpu_in_training_data"] is False
+    assert out["by_analogy_with"] == ["rtx-2080-ti", "rtx-3060-laptop", "rtx-3090", "rtx-a6000"]
+    assert main(args) == 0
+    assert "by analogy with rtx-2080-ti" in " ".join(capsys.readouterr().out.split())
+    seen = [a if a != "rtx-4090" else "rtx-3090" for a in args]
+    assert main([*seen, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["by_analogy_with"] == []
+
+
 @pytest.mark.parametrize("argv,message", [
     (["predict", "--gpu", "voodoo2", "--m", "8", "--n", "8", "--k", "8", "--dtype", "f32"],
      "unknown GPU"),

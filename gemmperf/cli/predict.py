@@ -213,8 +213,10 @@ def run_predict(args: argparse.Namespace) -> int:
     model = load_model(args.model, trust_pickle=args.trust_pickle)
     pred = model.predict(pd.DataFrame([row])).iloc[0].to_dict()
     seen = {entry.get("gpu") for entry in model.training_data_}
+    analogues = model.analogues(gpu.key, args.family) if args.family else []
     out = {"gpu": gpu.key, "problem": f"{problem.m}x{problem.n}x{problem.k}",
-           "dtype": problem.dtype, "gpu_in_training_data": gpu.key in seen, **pred}
+           "dtype": problem.dtype, "gpu_in_training_data": gpu.key in seen,
+           "by_analogy_with": analogues, **pred}
     if args.json:
         print_json(out)
         return 0
@@ -222,7 +224,8 @@ def run_predict(args: argparse.Namespace) -> int:
     for column, unit in (("runtime_s", "s"), ("power_w", "W"), ("energy_j", "J")):
         if column in pred:
             rows.append((column, pred[column], pred[column + "_lo"], pred[column + "_hi"], unit))
-    note = "" if out["gpu_in_training_data"] else " (GPU not in the training data: transfer)"
+    note = "" if out["gpu_in_training_data"] else " (GPU not in the training data: " + (
+        f"by analogy with {', '.join(analogues)})" if analogues else "transfer)")
     print_table(["quantity", "predicted", "80% low", "80% high", "unit"], rows,
                 title=f"{out['problem']} {problem.dtype} on {gpu.name}{note}")
     return 0

@@ -384,6 +384,15 @@ class Predictor(BaseEstimator):
             self.__dict__["_all_trees_cache"] = cached
         return cached[1], cached[2]
 
+    def analogues(self, gpu: str, family: str, target: str = "runtime") -> list[str]:
+        """The GPUs a ``family`` row on ``gpu`` (a canonical spec key) is predicted by analogy
+        with: empty where the model trained on that GPU or the family has fewer than two
+        measured GPUs (:mod:`gemmperf.predict.analogy`)."""
+        check_is_fitted(self, "forests_")
+        if target not in self.forests_ or gpu in self.gpus_[target]:
+            return []
+        return list(getattr(self, "analogues_", {}).get(target, {}).get(family, []))
+
     def _analogies(self, target: str, X: pd.DataFrame, features: FeatureSet
                    ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """(rows, per-tree z, analogue scatter) for rows on a GPU ``target`` never trained on,
