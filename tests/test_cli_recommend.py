@@ -51,6 +51,18 @@ def test_recommend_json_shape_and_explain(capsys, tmp_path):
     assert plot.stat().st_size > 10_000
 
 
+def test_recommend_on_a_gpu_outside_the_training_data_says_it_is_by_analogy(capsys):
+    argv = ["recommend", "--gpu", "rtx-4090", "--m", "4096", "--n", "4096", "--k", "4096",
+            "--dtype", "f32", "--family", "clblast_xgemm", "--top", "2"]
+    code, out, err = run(capsys, *argv, "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["by_analogy_with"] == ["rtx-2080-ti", "rtx-3060-laptop", "rtx-3090", "rtx-a6000"]
+    code, out, err = run(capsys, *argv)
+    assert code == 0, err
+    assert "rtx-4090 is not in the model's training data: predicted by analogy" in out
+
+
 def test_recommend_table_from_a_space_file(capsys, recording):
     code, out, err = run(capsys, "recommend", "--gpu", "rtx-3090", "--space", str(recording),
                          "--top", "2")

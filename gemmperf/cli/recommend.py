@@ -176,6 +176,8 @@ def run_recommend(args: argparse.Namespace) -> int:
         "gpu": gpu.key,
         "problem": {k: getattr(problem, k) for k in ("m", "n", "k", "batch", "dtype", "layout")},
         "objective": args.objective, "model": model_name(model), "space": space.summary(),
+        "by_analogy_with": model.analogues(gpu.key, space.family)
+        if hasattr(model, "analogues") else [],
         "default": None if default.empty else {
             "rank": int(default["rank"].iloc[0]), "config": _config(default.iloc[0], space),
             "runtime_s": float(default["runtime_s"].iloc[0]), "source": space.default_source},
@@ -224,6 +226,9 @@ def _print_recommendations(doc: dict[str, Any], top: Any, tunables: list[str],
     summary = doc["space"]
     print(f"{summary['space']}: {summary['valid']:,} valid of {summary['total']:,} configs; "
           f"model: {doc['model']}; objective: {doc['objective']}")
+    if doc["by_analogy_with"]:
+        print(f"{doc['gpu']} is not in the model's training data: predicted by analogy with "
+              f"{', '.join(doc['by_analogy_with'])}")
     rows = []
     for _, r in top.iterrows():
         interval = (f"{r['runtime_s_lo'] * 1e3:.3g}-{r['runtime_s_hi'] * 1e3:.3g}"
