@@ -40,7 +40,7 @@ from gemmperf.feature_inputs import XGEMM_PARAMS, Columns
 
 #: Reference rows kept per (target, family) to place an unseen GPU's level (module doc).
 REFERENCE_ROWS = 256
-_SMALL_ROWS = 64
+_SMALL_ROWS = 64   # up to this many rows, object arrays beat a frame (as in feature_inputs)
 #: Every column the features read apart from the GPU and its clocks: the problem, the config,
 #: and family tunables given as columns of their own (what a reference row keeps and what a row
 #: placed on an analogue carries over; tests/test_analogy.py checks the features need no more).
