@@ -257,6 +257,20 @@ def test_import_gemmperf_defers_scikit_learn_until_the_predictor_is_used():
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
+def test_energy_ensemble_only_for_families_with_energy_rows_else_power_times_runtime(fitted,
+                                                                                    frame):
+    assert fitted.families_["energy"] == ["clblast_xgemm"]
+    rows = frame.head(6).copy()
+    rows.loc[rows.index[3:], "family"] = "cublas"          # no energy row of this family
+    pred = fitted.predict(rows)
+    product = pred["runtime_s"] * pred["power_w"]
+    assert np.allclose(pred["energy_j"].iloc[3:], product.iloc[3:])
+    assert not np.allclose(pred["energy_j"].iloc[:3], product.iloc[:3])   # its own ensemble
+    for bound in ("_lo", "_hi"):
+        assert np.allclose(pred["energy_j" + bound].iloc[3:],
+                           (pred["runtime_s" + bound] * pred["power_w" + bound]).iloc[3:])
+
+
 def test_predict_can_skip_ensembles(fitted, frame):
     part = fitted.predict(frame.head(7), targets=("runtime", "power"))
     full = fitted.predict(frame.head(7))

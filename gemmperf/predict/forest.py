@@ -87,7 +87,8 @@ class Predictor(BaseEstimator):
     config and GPU; see :mod:`gemmperf.records`). ``predict`` returns, per target present in the
     model, the point prediction and the bounds of its ``interval`` prediction interval
     (``runtime_s``, ``runtime_s_lo``, ``runtime_s_hi``, ...). Energy comes from its own ensemble
-    where the training data had energy, else from runtime x power.
+    for kernel families the energy rows covered, else from runtime x power (the energy ensemble
+    has never seen how, say, a GEMM's runtime depends on its config).
 
     Parameters are stored untouched (scikit-learn contract); learned state ends in ``_``.
     """
@@ -137,6 +138,7 @@ class Predictor(BaseEstimator):
         self.gpu_level_sd_: dict[str, float] = {}
         self.gpus_: dict[str, list[str]] = {}
         self.kernels_: dict[str, dict[str, list[str]]] = {}
+        self.families_: dict[str, list[str]] = {}
         self.n_train_: dict[str, int] = {}
         self.experts_: dict[str, dict[str, CompactForest]] = {}
         self.expert_interval_scale_: dict[str, float] = {}
@@ -162,6 +164,7 @@ class Predictor(BaseEstimator):
             self.n_train_[target] = int(ok.sum())
             self.gpus_[target] = sorted(pd.unique(gpus))
             self.kernels_[target] = kernels_by_family(features, ok)
+            self.families_[target] = sorted(map(str, pd.unique(features.categorical["family"][ok])))
             families = features.categorical["family"][ok]
             self.gpu_level_sd_[target] = gpu_level_sd(z, gpus, families)
             self.analogues_[target] = analogue_gpus(families, gpus, self.expert_min_rows) \
@@ -322,10 +325,21 @@ class Predictor(BaseEstimator):
             out[name] = np.exp(center + base)
             out[name + "_lo"] = np.exp(center - half + base)
             out[name + "_hi"] = np.exp(center + half + base)
-        if "energy_j" not in out and {"runtime_s", "power_w"} <= set(out):
-            # E = P x t; the bounds multiply too (a conservative interval for independent errors).
-            for suffix in ("", "_lo", "_hi"):
-                out["energy_j" + suffix] = out["runtime_s" + suffix] * out["power_w" + suffix]
+        if {"runtime_s", "power_w"} <= set(out):
+            # E = P x t where no energy row was of the row's family (all rows without an energy
+            # ensemble); the bounds multiply too (a conservative interval for independent errors).
+            covered = getattr(self, "families_", {}).get("energy")  # None: fitted before
+            if "energy_j" not in out:
+                product = np.ones(len(matrix), dtype=bool)
+            elif covered is None:
+                product = np.zeros(len(matrix), dtype=bool)
+            else:
+                product = ~features.isin("family", covered)
+            if product.any():
+                for suffix in ("", "_lo", "_hi"):
+                    energy = out["runtime_s" + suffix] * out["power_w" + suffix]
+                    out["energy_j" + suffix] = energy if product.all() else np.where(
+                        product, energy, out["energy_j" + suffix])
         # One float block (a dict of columns costs pandas ~3x as much to assemble), under a
         # column Index built once per set of names (text names cost ~0.15 ms a frame more).
         names = tuple(out)
