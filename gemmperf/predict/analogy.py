@@ -30,13 +30,17 @@ config's efficiency relative to its base, and the unseen GPU's base carries the 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from gemmperf import records
 from gemmperf.feature_inputs import XGEMM_PARAMS, Columns
+from gemmperf.features import FeatureSet, build_features
+
+if TYPE_CHECKING:
+    from gemmperf.predict.forest import Predictor
 
 #: Reference rows kept per (target, family) to place an unseen GPU's level (module doc).
 REFERENCE_ROWS = 256
@@ -102,3 +106,67 @@ def placed_on(frame: pd.DataFrame, gpus: Sequence[str]) -> pd.DataFrame | Column
 def reference_frame(reference: Mapping[str, list[Any]]) -> pd.DataFrame:
     """A stored reference sample back as a records-style frame."""
     return pd.DataFrame({c: pd.Series(v, dtype=object) for c, v in reference.items()})
+
+
+# -- prediction (called by Predictor.predict) ---------------------------------------------------
+
+
+def analogies(model: Predictor, target: str, X: pd.DataFrame, features: FeatureSet
+              ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(rows, per-tree z, analogue scatter) for ``X``'s rows on a GPU ``model`` has no
+    ``target`` data for, of a family with analogue GPUs, one triple per (GPU, family): the
+    analogues' mean trees shifted to the shared ensemble's level on that GPU, and per row the
+    standard deviation over analogues of their level-free z (module doc)."""
+    analogues = getattr(model, "analogues_", {}).get(target)
+    if not analogues:
+        return []
+    unseen = ~features.isin("gpu", model.gpus_[target])
+    if not unseen.any():
+        return []
+    family_codes, families = features.factorized("family")
+    gpu_codes, gpus = features.factorized("gpu")
+    out = []
+    for code, family in enumerate(families):
+        if family not in analogues:
+            continue
+        in_family = unseen & (family_codes == code)
+        for gpu_code in np.unique(gpu_codes[in_family]):
+            rows = np.flatnonzero(in_family & (gpu_codes == gpu_code))
+            trees, each = analogue_trees(model, target, X.iloc[rows], analogues[family])
+            level, levels = analogy_level(model, target, family, gpus[gpu_code])
+            out.append((rows, trees - level, (each - levels[:, None]).std(axis=0)))
+    return out
+
+
+def analogue_trees(model: Predictor, target: str, frame: pd.DataFrame, analogues: list[str]
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Per-tree z (trees x rows) of ``frame``'s rows averaged over their copies placed on each
+    analogue GPU (its expert's mean correction added where it has one), and each analogue's
+    mean z (analogues x rows)."""
+    matrix = model._matrix(build_features(placed_on(frame, analogues)))
+    trees = model.forests_[target].predict_trees(matrix)
+    n = len(frame)
+    experts = getattr(model, "experts_", {}).get(target, {})
+    for i, gpu in enumerate(analogues):
+        if gpu in experts:
+            block = slice(i * n, (i + 1) * n)
+            trees[:, block] += experts[gpu].predict_trees(matrix[block]).mean(axis=0)
+    trees = trees.reshape(len(trees), len(analogues), n)
+    return trees.mean(axis=1), trees.mean(axis=0)
+
+
+def analogy_level(model: Predictor, target: str, family: str, gpu: str
+                  ) -> tuple[float, np.ndarray]:
+    """``L`` of the module doc for an unseen ``gpu`` (median over the family's reference rows
+    of analogue z - shared-ensemble z on that GPU), and the same per analogue. Cached on the
+    model per target, family and GPU."""
+    cache = model.__dict__.setdefault("_analogy_level_cache", {})
+    key = (id(model.forests_), target, family, gpu)
+    if key not in cache:
+        reference = reference_frame(model.reference_rows_[target][family])
+        reference["gpu"] = gpu
+        own = model.forests_[target].predict_trees(
+            model._matrix(build_features(reference))).mean(axis=0)
+        trees, each = analogue_trees(model, target, reference, model.analogues_[target][family])
+        cache[key] = (float(np.median(trees.mean(axis=0) - own)), np.median(each - own, axis=1))
+    return cache[key]

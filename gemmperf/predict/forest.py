@@ -56,12 +56,7 @@ from gemmperf.features import (
     FeatureSet,
     build_features,
 )
-from gemmperf.predict.analogy import (
-    analogue_gpus,
-    placed_on,
-    reference_frame,
-    reference_rows,
-)
+from gemmperf.predict.analogy import analogies, analogue_gpus, reference_rows
 from gemmperf.predict.compact import CompactForest
 from gemmperf.predict.training_data import (
     gpu_level_sd,
@@ -306,7 +301,7 @@ class Predictor(BaseEstimator):
                 half[rows] = self.expert_interval_scale_[target] * local
             # A GPU the ensemble never saw, of a family measured on several: by analogy
             # (module doc of gemmperf.predict.analogy).
-            for rows, trees, scatter in self._analogies(target, X, features):
+            for rows, trees, scatter in analogies(self, target, X, features):
                 center[rows], spread = _center_spread(trees)
                 half[rows] = np.hypot(self.interval_scale_[target] * spread, z_score * scatter)
             # A kernel the ensemble never saw (by name) of a family it saw with several: the
@@ -326,20 +321,7 @@ class Predictor(BaseEstimator):
             out[name + "_lo"] = np.exp(center - half + base)
             out[name + "_hi"] = np.exp(center + half + base)
         if {"runtime_s", "power_w"} <= set(out):
-            # E = P x t where no energy row was of the row's family (all rows without an energy
-            # ensemble); the bounds multiply too (a conservative interval for independent errors).
-            covered = getattr(self, "families_", {}).get("energy")  # None: fitted before
-            if "energy_j" not in out:
-                product = np.ones(len(matrix), dtype=bool)
-            elif covered is None:
-                product = np.zeros(len(matrix), dtype=bool)
-            else:
-                product = ~features.isin("family", covered)
-            if product.any():
-                for suffix in ("", "_lo", "_hi"):
-                    energy = out["runtime_s" + suffix] * out["power_w" + suffix]
-                    out["energy_j" + suffix] = energy if product.all() else np.where(
-                        product, energy, out["energy_j" + suffix])
+            self._energy_from_power_and_time(out, features)
         # One float block (a dict of columns costs pandas ~3x as much to assemble), under a
         # column Index built once per set of names (text names cost ~0.15 ms a frame more).
         names = tuple(out)
@@ -348,6 +330,24 @@ class Predictor(BaseEstimator):
             cache[names] = pd.Index(names, dtype=object)
         return pd.DataFrame(np.column_stack(list(out.values())) if out else None,
                             columns=cache[names], index=X.index)
+
+    def _energy_from_power_and_time(self, out: dict[str, np.ndarray], features: FeatureSet
+                                    ) -> None:
+        """``out``'s energy columns as power x runtime (bounds multiplied: conservative for
+        independent errors) on every row when the energy ensemble did not run, else on the rows
+        of families no energy row covered (``families_``; a model from before: none)."""
+        if "energy_j" not in out:
+            product = np.ones(len(features.gpu), dtype=bool)
+        else:
+            covered = getattr(self, "families_", {}).get("energy")
+            product = np.zeros(len(features.gpu), dtype=bool) if covered is None \
+                else ~features.isin("family", covered)
+        if not product.any():
+            return
+        for suffix in ("", "_lo", "_hi"):
+            energy = out["runtime_s" + suffix] * out["power_w" + suffix]
+            out["energy_j" + suffix] = energy if product.all() else np.where(
+                product, energy, out["energy_j" + suffix])
 
     def _tree_predictions(self, matrix: np.ndarray, features: FeatureSet, targets: list[str]
                           ) -> tuple[dict[str, np.ndarray],
@@ -406,66 +406,6 @@ class Predictor(BaseEstimator):
         if target not in self.forests_ or gpu in self.gpus_[target]:
             return []
         return list(getattr(self, "analogues_", {}).get(target, {}).get(family, []))
-
-    def _analogies(self, target: str, X: pd.DataFrame, features: FeatureSet
-                   ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """(rows, per-tree z, analogue scatter) for rows on a GPU ``target`` never trained on,
-        of a family with analogue GPUs, one triple per (GPU, family): the analogues' mean
-        trees shifted to the shared ensemble's level on that GPU, and per row the standard
-        deviation over analogues of their level-free z (:mod:`gemmperf.predict.analogy`)."""
-        analogues = getattr(self, "analogues_", {}).get(target)
-        if not analogues:
-            return []
-        unseen = ~features.isin("gpu", self.gpus_[target])
-        if not unseen.any():
-            return []
-        family_codes, families = features.factorized("family")
-        gpu_codes, gpus = features.factorized("gpu")
-        out = []
-        for code, family in enumerate(families):
-            if family not in analogues:
-                continue
-            in_family = unseen & (family_codes == code)
-            for gpu_code in np.unique(gpu_codes[in_family]):
-                rows = np.flatnonzero(in_family & (gpu_codes == gpu_code))
-                trees, each = self._analogue_trees(target, X.iloc[rows], analogues[family])
-                level, levels = self._analogy_level(target, family, gpus[gpu_code])
-                out.append((rows, trees - level, (each - levels[:, None]).std(axis=0)))
-        return out
-
-    def _analogue_trees(self, target: str, frame: pd.DataFrame, analogues: list[str]
-                        ) -> tuple[np.ndarray, np.ndarray]:
-        """Per-tree z (trees x rows) of ``frame``'s rows averaged over their copies placed on
-        each analogue GPU (its expert's mean correction added where it has one), and each
-        analogue's mean z (analogues x rows)."""
-        placed = build_features(placed_on(frame, analogues))
-        matrix = self._matrix(placed)
-        trees = self.forests_[target].predict_trees(matrix)
-        n = len(frame)
-        experts = getattr(self, "experts_", {}).get(target, {})
-        for i, gpu in enumerate(analogues):
-            if gpu in experts:
-                block = slice(i * n, (i + 1) * n)
-                trees[:, block] += experts[gpu].predict_trees(matrix[block]).mean(axis=0)
-        trees = trees.reshape(len(trees), len(analogues), n)
-        return trees.mean(axis=1), trees.mean(axis=0)
-
-    def _analogy_level(self, target: str, family: str, gpu: str) -> tuple[float, np.ndarray]:
-        """``L`` of the analogy module doc for an unseen ``gpu`` (median over the family's
-        reference rows of analogue z - shared-ensemble z on that GPU), and the same per
-        analogue. Cached per model, target, family and GPU."""
-        cache = self.__dict__.setdefault("_analogy_level_cache", {})
-        key = (id(self.forests_), target, family, gpu)
-        if key not in cache:
-            reference = reference_frame(self.reference_rows_[target][family])
-            reference["gpu"] = gpu
-            own = self.forests_[target].predict_trees(
-                self._matrix(build_features(reference))).mean(axis=0)
-            trees, each = self._analogue_trees(target, reference,
-                                               self.analogues_[target][family])
-            cache[key] = (float(np.median(trees.mean(axis=0) - own)),
-                          np.median(each - own, axis=1))
-        return cache[key]
 
     def _unseen_kernels(self, target: str, matrix: np.ndarray, features: FeatureSet
                         ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
