@@ -17,6 +17,7 @@ def test_demo_json_has_roofline_plan_and_budget(capsys):
         assert row["estimate_us"] >= row["lower_bound_us"] > 0
         assert 0 < row["tail_efficiency"] <= 1
     assert len(out["recommend"]) == 3 and all(p["runtime_s"] > 0 for p in out["recommend"])
+    assert "rtx-3090" in out["recommend_by_analogy_with"]   # the demo GPU is not in the data
     assert 0 < out["plan"]["mfu"] < 1 and out["plan"]["gpu_hours"] > 0
     assert out["budget"]["n_opt"] > 0 and out["budget"]["d_opt"] > out["budget"]["n_opt"]
 

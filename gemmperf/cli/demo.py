@@ -67,16 +67,23 @@ DEMO_RECOMMEND = {"gpu": "rtx-4090", "m": 4096, "n": 4096, "k": 4096, "dtype": "
                   "family": "clblast_xgemm", "top": 3}
 
 
-def recommend_section() -> list[dict]:
-    """Top configs of the demo recommendation (predicted, zero-shot) as dicts."""
+def recommend_section() -> dict:
+    """Top configs of the demo recommendation (predicted, zero-shot) as dicts, and the GPUs the
+    model predicts the demo GPU by analogy with."""
+    from gemmperf.tune.models import load_default_model
+
     r = DEMO_RECOMMEND
+    model = load_default_model()
     table = recommend(GemmProblem(r["m"], r["n"], r["k"], dtype=r["dtype"]), r["gpu"],
-                      family=r["family"], top=r["top"])
-    return [
+                      family=r["family"], top=r["top"], model=model)
+    analogues = model.analogues(get_gpu(r["gpu"]).key, r["family"]) \
+        if hasattr(model, "analogues") else []
+    picks = [
         {"params": row.params, "runtime_s": row.runtime_s, "power_w": row.power_w,
          "energy_j": row.energy_j, "speedup_vs_default": row.speedup_vs_default}
         for row in table.itertuples()
     ]
+    return {"picks": picks, "by_analogy_with": analogues}
 
 
 def plan_section() -> dict:
@@ -109,7 +116,9 @@ def run(args: argparse.Namespace) -> int:
     plan = plan_section()
     budget = budget_section()
     if args.json:
-        print_json({"roofline": rows, "recommend": picks, "plan": plan, "budget": budget})
+        print_json({"roofline": rows, "recommend": picks["picks"],
+                    "recommend_by_analogy_with": picks["by_analogy_with"], "plan": plan,
+                    "budget": budget})
         return 0
     columns = ["gpu", "gemm", "m", "n", "k", "bound", "lower_bound_us", "estimate_us",
                "estimate_tflops", "waves", "tail_efficiency"]
@@ -119,8 +128,10 @@ def run(args: argparse.Namespace) -> int:
                 title=f"Roofline of common training GEMMs ({args.dtype}, published peak specs)")
     r = DEMO_RECOMMEND
     print(f"\nRecommended {r['family']} configs for {r['m']}x{r['n']}x{r['k']} {r['dtype']} on "
-          f"{r['gpu']} (predicted, no measurements of this GPU in the model):")
-    for rank, pick in enumerate(picks, start=1):
+          f"{r['gpu']} (predicted, no measurements of this GPU in the model"
+          + (f"; by analogy with {', '.join(picks['by_analogy_with'])}"
+             if picks["by_analogy_with"] else "") + "):")
+    for rank, pick in enumerate(picks["picks"], start=1):
         print(f"  {rank}. {pick['params']}: {pick['runtime_s'] * 1e3:.2f} ms predicted, "
               f"{pick['speedup_vs_default']:.2f}x CLBlast's default config")
     print(f"\nTraining plan: {plan['arch']} on {plan['num_gpus']} x {plan['gpu']} for "
