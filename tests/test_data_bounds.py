@@ -43,8 +43,19 @@ def test_real_caches_give_the_documented_reference(bound, shared_data):
     assert all(r["configs"] == 10_000 for r in results.values())
     assert results["rtx-3090"]["top1_regret"] > 1.4   # the SA=1 preference nothing else shows
     assert all(0.9 < r["spearman"] < 0.97 for r in results.values())
+    assert results["rtx-2080-ti"]["mape_level_known"] > 12   # the target, out of reach
     power = bound.unseen_benchmark_power(pd.read_csv(shared_data / bound.DVFS_TABLE))
     assert power["benchmarks"] == 24 and 10 < power["median_ape"] < 20
+
+
+def test_level_known_mape_takes_the_best_constant(bound):
+    measured = np.array([1.0, 2.0, 4.0, 8.0])
+    assert bound.level_known_mape(3 * measured, measured) == pytest.approx(0.0)
+    predicted = measured * np.array([1.0, 1.1, 0.8, 1.3])
+    best = bound.level_known_mape(predicted, measured)
+    grid = [np.mean(np.abs(c * predicted / measured - 1)) * 100
+            for c in np.linspace(0.5, 1.5, 20001)]
+    assert best == pytest.approx(min(grid), abs=1e-3)
 
 
 def test_unseen_benchmark_power_is_the_others_geometric_mean(bound):
