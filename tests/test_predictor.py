@@ -284,20 +284,20 @@ def test_predict_can_skip_ensembles(fitted, frame):
 
 
 def test_few_rows_take_one_numpy_walk_and_predict_what_a_batch_predicts(frame):
-    from gemmperf.predict import forest
+    from gemmperf.predict.ensembles import SMALL_ROWS, all_trees
 
     model = Predictor(expert_min_rows=50, **SMALL).fit(frame)
     assert model.experts_["runtime"]       # the walk covers experts too
-    batch = model.predict(frame)            # > _SMALL_ROWS rows: scikit-learn's trees
-    assert len(frame) > forest._SMALL_ROWS
+    batch = model.predict(frame)            # > SMALL_ROWS rows: scikit-learn's trees
+    assert len(frame) > SMALL_ROWS
     rows = [model.predict(frame.iloc[[i]]) for i in range(0, len(frame), 37)]
-    few = model.predict(frame.iloc[:forest._SMALL_ROWS])
+    few = model.predict(frame.iloc[:SMALL_ROWS])
     pd.testing.assert_frame_equal(pd.concat(rows), batch.iloc[::37], rtol=1e-12)
-    pd.testing.assert_frame_equal(few, batch.iloc[:forest._SMALL_ROWS], rtol=1e-12)
+    pd.testing.assert_frame_equal(few, batch.iloc[:SMALL_ROWS], rtol=1e-12)
     # The combined forest is built once and rebuilt after a refit.
-    combined = model._all_trees()[0]
-    assert model._all_trees()[0] is combined
+    combined = all_trees(model)[0]
+    assert all_trees(model)[0] is combined
     assert combined.n_trees == sum(f.n_trees for f in model.forests_.values()) + sum(
         e.n_trees for experts in model.experts_.values() for e in experts.values())
     model.fit(frame.head(200))
-    assert model._all_trees()[0] is not combined
+    assert all_trees(model)[0] is not combined

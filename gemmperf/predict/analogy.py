@@ -112,17 +112,14 @@ def reference_frame(reference: Mapping[str, list[Any]]) -> pd.DataFrame:
 # -- prediction (called by Predictor.predict) ---------------------------------------------------
 
 
-def analogies(model: Predictor, target: str, X: pd.DataFrame, features: FeatureSet
-              ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """(rows, per-tree z, analogue scatter) for ``X``'s rows on a GPU ``model`` has no
-    ``target`` data for, of a family with analogue GPUs, one triple per (GPU, family): the
-    analogues' mean trees shifted to the shared ensemble's level on that GPU, and per row the
-    standard deviation over analogues of their level-free z (module doc)."""
+def analogies(model: Predictor, target: str, X: pd.DataFrame, features: FeatureSet,
+              unseen: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(rows, per-tree z, analogue scatter) for ``X``'s ``unseen`` rows (on a GPU ``model``
+    has no ``target`` data for), of a family with analogue GPUs, one triple per (GPU, family):
+    the analogues' mean trees shifted to the shared ensemble's level on that GPU, and per row
+    the standard deviation over analogues of their level-free z (module doc)."""
     analogues = getattr(model, "analogues_", {}).get(target)
-    if not analogues:
-        return []
-    unseen = ~features.isin("gpu", model.gpus_[target])
-    if not unseen.any():
+    if not analogues or not unseen.any():
         return []
     family_codes, families = features.factorized("family")
     gpu_codes, gpus = features.factorized("gpu")

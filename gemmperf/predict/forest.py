@@ -58,21 +58,20 @@ from gemmperf.features import (
 )
 from gemmperf.predict.analogy import analogies, analogue_gpus, reference_rows
 from gemmperf.predict.compact import CompactForest
+from gemmperf.predict.ensembles import tree_predictions
 from gemmperf.predict.training_data import (
     gpu_level_sd,
     kernels_by_family,
     target_values,
     training_summary,
 )
+from gemmperf.predict.unseen_kernels import unseen_kernels
 
 LEARNERS = ("extra_trees", "random_forest")
 #: A target needs at least this many rows to get an ensemble (and twice that to be calibrated).
 MIN_ROWS = 10
 #: Floor of the per-row tree spread (log units) so a row all trees agree on still gets an interval.
 MIN_SPREAD = 1e-3
-_CHUNK_ROWS = 4096
-#: Up to this many rows, plain Python lookups beat pandas' per-call overhead.
-_SMALL_ROWS = 64
 
 
 class Predictor(BaseEstimator):
@@ -159,8 +158,8 @@ class Predictor(BaseEstimator):
             self.n_train_[target] = int(ok.sum())
             self.gpus_[target] = sorted(pd.unique(gpus))
             self.kernels_[target] = kernels_by_family(features, ok)
-            self.families_[target] = sorted(map(str, pd.unique(features.categorical["family"][ok])))
             families = features.categorical["family"][ok]
+            self.families_[target] = sorted(map(str, pd.unique(families)))
             self.gpu_level_sd_[target] = gpu_level_sd(z, gpus, families)
             self.analogues_[target] = analogue_gpus(families, gpus, self.expert_min_rows) \
                 if self.analogy else {}
@@ -287,10 +286,11 @@ class Predictor(BaseEstimator):
         features = build_features(X)
         matrix = self._matrix(features)
         chosen = [t for t in self.forests_ if targets is None or t in targets]
-        shared, experts = self._tree_predictions(matrix, features, chosen)
+        shared, experts = tree_predictions(self, matrix, features, chosen)
         out: dict[str, np.ndarray] = {}
         z_score = _normal_quantile(0.5 + self.interval / 2)
         for target in chosen:
+            unseen = ~features.isin("gpu", self.gpus_[target])   # GPUs without target data
             center, spread = _center_spread(shared[target])
             half = self.interval_scale_[target] * spread
             for rows, expert_trees in experts[target]:
@@ -301,17 +301,16 @@ class Predictor(BaseEstimator):
                 half[rows] = self.expert_interval_scale_[target] * local
             # A GPU the ensemble never saw, of a family measured on several: by analogy
             # (module doc of gemmperf.predict.analogy).
-            for rows, trees, scatter in analogies(self, target, X, features):
+            for rows, trees, scatter in analogies(self, target, X, features, unseen):
                 center[rows], spread = _center_spread(trees)
                 half[rows] = np.hypot(self.interval_scale_[target] * spread, z_score * scatter)
             # A kernel the ensemble never saw (by name) of a family it saw with several: the
             # average over that family's known kernels, plus their scatter in the interval.
-            for rows, mean, sd in self._unseen_kernels(target, matrix, features):
+            for rows, mean, sd in unseen_kernels(self, target, matrix, features):
                 center[rows] = mean
                 half[rows] = np.hypot(half[rows], z_score * sd)
             # A GPU the ensemble never saw adds the between-GPU level scatter the base leaves
             # unexplained, in quadrature (independent error sources).
-            unseen = ~features.isin("gpu", self.gpus_[target])
             if unseen.any():
                 extra = z_score * self.gpu_level_sd_[target]
                 half = np.where(unseen, np.hypot(half, extra), half)
@@ -349,55 +348,6 @@ class Predictor(BaseEstimator):
             out["energy_j" + suffix] = energy if product.all() else np.where(
                 product, energy, out["energy_j" + suffix])
 
-    def _tree_predictions(self, matrix: np.ndarray, features: FeatureSet, targets: list[str]
-                          ) -> tuple[dict[str, np.ndarray],
-                                     dict[str, list[tuple[np.ndarray, np.ndarray]]]]:
-        """Per-tree predictions (trees x rows) of each target's shared ensemble, and of its
-        per-GPU experts as (row mask, predictions on those rows) pairs.
-
-        A frame of a few rows goes through every tree of the model in one numpy walk
-        (:meth:`_all_trees`): scikit-learn's per-tree call costs ~10 us, a walk step about the
-        same for all trees at once; single predictions are dominated by that otherwise."""
-        if len(matrix) <= _SMALL_ROWS:
-            everything, slices = self._all_trees()
-            walked = everything.predict_trees_numpy(matrix).astype(np.float64)
-
-            def trees(key: tuple[str, str | None], forest: CompactForest,
-                      rows: np.ndarray | None = None) -> np.ndarray:
-                return walked[slices[key]] if rows is None else walked[slices[key]][:, rows]
-        else:
-            def trees(key: tuple[str, str | None], forest: CompactForest,
-                      rows: np.ndarray | None = None) -> np.ndarray:
-                return forest.predict_trees(matrix if rows is None else matrix[rows])
-
-        shared = {t: trees((t, None), self.forests_[t]) for t in targets}
-        experts: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {t: [] for t in targets}
-        gpu_codes, present = features.factorized("gpu")
-        for target in targets:
-            for code, gpu in enumerate(present):
-                expert = getattr(self, "experts_", {}).get(target, {}).get(gpu)
-                if expert is not None:
-                    rows = gpu_codes == code
-                    experts[target].append((rows, trees((target, gpu), expert, rows)))
-        return shared, experts
-
-    def _all_trees(self) -> tuple[CompactForest, dict[tuple[str, str | None], slice]]:
-        """Every ensemble and expert of the model as one forest, and each one's tree slice
-        (key: (target, None) for a shared ensemble, (target, gpu) for an expert). Built once."""
-        key = (id(self.forests_), id(getattr(self, "experts_", {})))
-        cached = self.__dict__.get("_all_trees_cache")
-        if cached is None or cached[0] != key:
-            parts = [((t, None), f) for t, f in self.forests_.items()]
-            parts += [((t, gpu), f) for t, experts in getattr(self, "experts_", {}).items()
-                      for gpu, f in experts.items()]
-            slices, start = {}, 0
-            for name, forest in parts:
-                slices[name] = slice(start, start + forest.n_trees)
-                start += forest.n_trees
-            cached = (key, CompactForest.concatenate([f for _, f in parts]), slices)
-            self.__dict__["_all_trees_cache"] = cached
-        return cached[1], cached[2]
-
     def analogues(self, gpu: str, family: str, target: str = "runtime") -> list[str]:
         """The GPUs a ``family`` row on ``gpu`` (a canonical spec key) is predicted by analogy
         with: empty where the model trained on that GPU or the family has fewer than two
@@ -406,39 +356,6 @@ class Predictor(BaseEstimator):
         if target not in self.forests_ or gpu in self.gpus_[target]:
             return []
         return list(getattr(self, "analogues_", {}).get(target, {}).get(family, []))
-
-    def _unseen_kernels(self, target: str, matrix: np.ndarray, features: FeatureSet
-                        ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """(rows, mean, sd over kernels) for rows naming a kernel ``target`` never trained on."""
-        known = self.kernels_.get(target, {})
-        every = [k for names in known.values() for k in names]
-        named = ~features.isin("kernel_name", [""])
-        if not every or not (named & ~features.isin("kernel_name", every)).any():
-            return []
-        family_codes, families = features.factorized("family")
-        column = len(NUMERIC_FEATURES) + CATEGORICAL_FEATURES.index("kernel_name")
-        vocab = self._vocabulary_codes("kernel_name")
-        out = []
-        for code in np.unique(family_codes[named]):
-            names = known.get(families[code], [])
-            if len(names) < 2:
-                continue
-            rows = np.flatnonzero((family_codes == code) & named
-                                  & ~features.isin("kernel_name", names))
-            if not len(rows):
-                continue
-            codes = np.array([vocab[name] for name in names])[:, None]   # known kernels
-            mean, sd = np.empty(len(rows)), np.empty(len(rows))
-            for start in range(0, len(rows), _CHUNK_ROWS):   # bounded memory: kernels x chunk
-                part = rows[start:start + _CHUNK_ROWS]
-                stacked = np.repeat(matrix[part][None], len(names), axis=0)  # (kernels, rows, f)
-                stacked[:, :, column] = codes
-                trees = self.forests_[target].predict_trees(stacked.reshape(-1, matrix.shape[1]))
-                per_kernel = trees.mean(axis=0).reshape(len(names), len(part))
-                mean[start:start + len(part)] = per_kernel.mean(axis=0)
-                sd[start:start + len(part)] = per_kernel.std(axis=0)
-            out.append((rows, mean, sd))
-        return out
 
     def predict_log_trees(self, X: pd.DataFrame, target: str = "runtime") -> np.ndarray:
         """Per-tree predictions of log(target) (n_trees x n_rows) of the shared ensemble alone
