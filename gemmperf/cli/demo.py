@@ -70,14 +70,13 @@ DEMO_RECOMMEND = {"gpu": "rtx-4090", "m": 4096, "n": 4096, "k": 4096, "dtype": "
 def recommend_section() -> dict:
     """Top configs of the demo recommendation (predicted, zero-shot) as dicts, and the GPUs the
     model predicts the demo GPU by analogy with."""
-    from gemmperf.tune.models import load_default_model
+    from gemmperf.tune.models import analogy_gpus, load_default_model
 
     r = DEMO_RECOMMEND
     model = load_default_model()
     table = recommend(GemmProblem(r["m"], r["n"], r["k"], dtype=r["dtype"]), r["gpu"],
                       family=r["family"], top=r["top"], model=model)
-    analogues = model.analogues(get_gpu(r["gpu"]).key, r["family"]) \
-        if hasattr(model, "analogues") else []
+    analogues = analogy_gpus(model, get_gpu(r["gpu"]).key, r["family"])
     picks = [
         {"params": row.params, "runtime_s": row.runtime_s, "power_w": row.power_w,
          "energy_j": row.energy_j, "speedup_vs_default": row.speedup_vs_default}

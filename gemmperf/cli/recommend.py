@@ -148,7 +148,7 @@ def run_recommend(args: argparse.Namespace) -> int:
     """Rank and print the configs."""
     from gemmperf.hardware.specs import get_gpu
     from gemmperf.recommend import rank_space
-    from gemmperf.tune.models import model_name
+    from gemmperf.tune.models import analogy_gpus, model_name
 
     if args.top < 1:
         raise InvalidProblemError(f"--top must be at least 1, got {args.top}")
@@ -176,8 +176,7 @@ def run_recommend(args: argparse.Namespace) -> int:
         "gpu": gpu.key,
         "problem": {k: getattr(problem, k) for k in ("m", "n", "k", "batch", "dtype", "layout")},
         "objective": args.objective, "model": model_name(model), "space": space.summary(),
-        "by_analogy_with": model.analogues(gpu.key, space.family)
-        if hasattr(model, "analogues") else [],
+        "by_analogy_with": analogy_gpus(model, gpu.key, space.family),
         "default": None if default.empty else {
             "rank": int(default["rank"].iloc[0]), "config": _config(default.iloc[0], space),
             "runtime_s": float(default["runtime_s"].iloc[0]), "source": space.default_source},

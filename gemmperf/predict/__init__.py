@@ -3,8 +3,9 @@
 - :class:`Predictor` (:mod:`.forest`): scikit-learn-style multi-output tree ensemble on the
   hardware-normalised features of :mod:`gemmperf.features`, with calibrated 80% intervals;
   a GPU without training data is predicted by analogy with the GPUs its kernel family was
-  measured on (:mod:`.analogy`), what fit records about its rows is in :mod:`.training_data`,
-  and the trees themselves are :mod:`.compact` arrays;
+  measured on (:mod:`.analogy`), an unknown kernel by its family's average
+  (:mod:`.unseen_kernels`); what fit records about its rows is in :mod:`.training_data`, how
+  the ensembles are evaluated in :mod:`.ensembles`, and the trees are :mod:`.compact` arrays;
 - :func:`load_model` / :func:`save_model` (:mod:`.persist`): safe ``.npz`` bundles; with no
   argument :func:`load_model` loads the shipped default model (``models/``);
 - :func:`evaluate_model`, :func:`cross_validate` (:mod:`.evaluate`): metrics and split protocols;

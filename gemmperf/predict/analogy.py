@@ -12,7 +12,7 @@ to the roofline base, so for a row on an unseen GPU of a family measured on two 
 
 and puts it on the unseen GPU's own base. The analogues' mean *level* (how far each GPU sits
 from its base) is a poor guess for a new GPU (the RTX 3060 Laptop's spec stores the top of its
-boost range and sits ~30 % above the others), while the shared ensemble's own level was closer
+boost range and sits 29-44 % above the others), while the shared ensemble's own level was closer
 on all three held-out GPUs. So the level is the shared ensemble's and the structure the
 analogues':
 

@@ -69,6 +69,13 @@ def model_name(model: Any) -> str:
     return type(model).__name__
 
 
+def analogy_gpus(model: Any, gpu: str, family: str) -> list[str]:
+    """The GPUs ``model`` predicts ``family`` on ``gpu`` by analogy with (a Predictor's
+    :meth:`~gemmperf.predict.forest.Predictor.analogues`; none for other models)."""
+    analogues = getattr(model, "analogues", None)
+    return analogues(gpu, family) if callable(analogues) else []
+
+
 def load_default_model(path: str | None = None) -> Any:
     """The model bundle at ``path``, or the shipped default; the roofline when there is none.
 
