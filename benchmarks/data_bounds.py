@@ -8,11 +8,14 @@ ranked by the geometric mean of their measured times, each relative to that GPU'
 GPUs weighted equally): what a model reproducing the training GPUs perfectly and transferring
 their relative times unchanged would predict. Per held-out GPU: Spearman rank correlation of
 that score with the held-out measured times; top-1 regret (measured time of the pick / best
-measured time), best of the top 5 and top 16; the top-1 regret of a minimax pick (best worst
-relative time over the two GPUs); and the mean absolute percentage error of that score as a
+measured time) and the pick's rank among the held-out GPU's configs, best of the top 5 and
+top 16; the top-1 regret of a minimax pick (best worst relative time over the two GPUs); and
+the mean absolute percentage error of that score as a
 prediction of the held-out times once scaled by the best constant for that GPU (chosen on the
 held-out times themselves: an oracle for the GPU's level, so a floor for any model that
-transfers the relative times; issue 4: MAPE <= 12 %).
+transfers the relative times; issue 4: MAPE <= 12 %). Across all three GPUs: the best
+worst-case regret one config reaches, and how many configs are within 5 % of the best on every
+GPU (none: a pick meeting 1.05 everywhere must differ between GPUs).
 
 *Power of an unseen benchmark.* On the GTX Titan X DVFS table (24 benchmark names x 32 clock
 pairs; the two stencil2d variants share a name and their median is taken), each benchmark's
@@ -69,11 +72,23 @@ def transfer(table: pd.DataFrame, held: str) -> dict[str, float]:
         "configs": len(both),
         "spearman": float(score.rank().corr(truth.rank())),
         "top1_regret": float(truth[top[0]] / best),
+        "top1_rank": int(truth.rank(method="min")[top[0]]),
         "best_of_top5": float(truth[top[:5]].min() / best),
         "best_of_top16": float(truth[top[:16]].min() / best),
         "minimax_top1_regret": float(truth[worst.idxmin()] / best),
         "mape_level_known": level_known_mape(score.to_numpy(), truth.to_numpy()),
     }
+
+
+def one_config_for_all(table: pd.DataFrame, within: float = 1.05) -> dict[str, float]:
+    """Whether one config serves every GPU: over the configs all GPUs measured, the smallest
+    worst-case regret (max over GPUs of time / that GPU's best) and how many configs are within
+    ``within`` of the best on every GPU. A zero-shot pick that reaches 1.05 on each GPU must
+    then differ between GPUs, by knowledge the other GPUs' times do not carry."""
+    both = table.dropna()
+    worst = (both / both.min()).max(axis=1)
+    return {"configs": len(both), "best_worst_case_regret": float(worst.min()),
+            "within": within, "configs_within_on_every_gpu": int((worst <= within).sum())}
 
 
 def level_known_mape(predicted: np.ndarray, measured: np.ndarray) -> float:
@@ -117,18 +132,25 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     table = measured_table(args.data)
     results = {held: transfer(table, held) for held in CACHES}
+    common = one_config_for_all(table)
     power = unseen_benchmark_power(pd.read_csv(Path(args.data) / DVFS_TABLE))
     if args.json:
-        print(json.dumps({"gpu_transfer": results, "unseen_benchmark_power": power}, indent=1))
+        print(json.dumps({"gpu_transfer": results, "one_config_for_all": common,
+                          "unseen_benchmark_power": power}, indent=1))
         return 0
     print("Ranking a held-out GPU's configs by the two other GPUs' measured times "
           "(geometric mean of time / that GPU's best):")
     print(f"{'held-out GPU':16s} {'configs':>7s} {'Spearman':>9s} {'top-1':>7s} {'top-5':>7s} "
-          f"{'top-16':>7s} {'minimax':>8s} {'MAPE, level known':>18s}")
+          f"{'top-16':>7s} {'minimax':>8s} {'MAPE, level known':>18s} {'pick rank':>10s}")
     for gpu, r in results.items():
         print(f"{gpu:16s} {r['configs']:7d} {r['spearman']:9.3f} {r['top1_regret']:7.3f} "
               f"{r['best_of_top5']:7.3f} {r['best_of_top16']:7.3f} "
-              f"{r['minimax_top1_regret']:8.3f} {r['mape_level_known']:17.1f}%")
+              f"{r['minimax_top1_regret']:8.3f} {r['mape_level_known']:17.1f}% "
+              f"{r['top1_rank']:10d}")
+    print(f"\nOne config for all three GPUs: the best worst-case regret over the "
+          f"{common['configs']} configs all measured is {common['best_worst_case_regret']:.3f}; "
+          f"{common['configs_within_on_every_gpu']} are within {common['within']:.2f} of the "
+          "best on every GPU")
     print(f"\nPower of an unseen GTX Titan X DVFS benchmark from the other "
           f"{power['benchmarks'] - 1} at the same clocks: median error "
           f"{power['median_ape']:.1f} %, mean {power['mape']:.1f} % "

@@ -30,6 +30,7 @@ def test_agreeing_gpus_transfer_perfectly_and_a_flipped_best_shows_as_regret(bou
     table.loc["cfg1", "c"] = 0.4
     flipped = bound.transfer(table, "c")
     assert flipped["top1_regret"] == pytest.approx(0.5 / 0.4)
+    assert flipped["top1_rank"] == 2
     assert flipped["best_of_top5"] == 1.0 and flipped["configs"] == 5
     # Configs a training GPU did not measure are left out.
     table.loc["cfg4", "a"] = np.nan
@@ -42,10 +43,22 @@ def test_real_caches_give_the_documented_reference(bound, shared_data):
                for g in bound.CACHES}
     assert all(r["configs"] == 10_000 for r in results.values())
     assert results["rtx-3090"]["top1_regret"] > 1.4   # the SA=1 preference nothing else shows
+    assert results["rtx-3090"]["top1_rank"] > 100
+    common = bound.one_config_for_all(bound.measured_table(str(shared_data)))
+    assert common["configs_within_on_every_gpu"] == 0 and common["best_worst_case_regret"] > 1.1
     assert all(0.9 < r["spearman"] < 0.97 for r in results.values())
     assert results["rtx-2080-ti"]["mape_level_known"] > 12   # the target, out of reach
     power = bound.unseen_benchmark_power(pd.read_csv(shared_data / bound.DVFS_TABLE))
     assert power["benchmarks"] == 24 and 10 < power["median_ape"] < 20
+
+
+def test_one_config_for_all_is_the_best_worst_case(bound):
+    table = pd.DataFrame({"a": [1.0, 1.04, 2.0], "b": [1.5, 1.02, 1.0]},
+                         index=["fast on a", "good on both", "fast on b"])
+    common = bound.one_config_for_all(table)
+    assert common["best_worst_case_regret"] == pytest.approx(1.04)
+    assert common["configs_within_on_every_gpu"] == 1 and common["configs"] == 3
+    assert bound.one_config_for_all(table, within=1.03)["configs_within_on_every_gpu"] == 0
 
 
 def test_level_known_mape_takes_the_best_constant(bound):
