@@ -13,6 +13,10 @@ and adds the base back. ``power_base`` is the TDP scaled by a first-order clock 
 corrections:
 
 * *Clock.* Where a row records the SM clock, the compute rate scales by clock / boost clock.
+  Where it records none and the spec gives the boost clock as a range (a laptop part, whose
+  clock the laptop maker's power limit sets: NVIDIA quotes 1,283-1,703 MHz for the RTX 3060
+  Laptop), the base takes the range's geometric middle, and the range, as a uniform
+  distribution of log clock, is a per-row uncertainty (:attr:`FeatureSet.log_clock_sd`).
 * *Shared FP32/INT32 datapath.* On GA10x/AD10x (and Maxwell, Pascal, GB20x) some FP32 lanes also
   execute the integer instructions of the main loop, so a SIMT GEMM cannot reach the quoted FP32
   peak. With F FP32 and I = rho F INT32 instructions per SM, D dedicated and S shared lanes,
@@ -53,7 +57,7 @@ from gemmperf.hardware.specs import GpuSpec, find_gpu, get_gpu
 from gemmperf.roofline import roofline_arrays
 
 #: Bump when a feature's meaning changes: a model bundle records the version it was trained with.
-FEATURE_VERSION = 1
+FEATURE_VERSION = 2   # 2: a boost-clock range's geometric middle where no clock is recorded
 #: Stand-in for "not applicable / unknown" (trees send it to one side consistently).
 MISSING = -1.0e6
 #: INT32 instructions per FP32 instruction in a SIMT GEMM main loop (address arithmetic, loop
@@ -103,6 +107,9 @@ class FeatureSet:
     categorical: Mapping[str, np.ndarray]  # CATEGORICAL_FEATURES -> text ("" where absent)
     log_base: Mapping[str, np.ndarray]  # target -> log of its base (runtime s, power W, energy J)
     gpu: np.ndarray                    # canonical GPU key per row
+    #: Per row, the standard deviation (log units) of the runtime base's clock where the row
+    #: records none and the spec gives only a range (laptop parts); 0 elsewhere.
+    log_clock_sd: np.ndarray | None = None
 
     @property
     def numeric(self) -> pd.DataFrame:
@@ -260,7 +267,11 @@ def build_features(frame: pd.DataFrame | Columns,
     gemm = np.isfinite(roof["flops"])
 
     clock = numeric_column(cols, "sm_clock_mhz")
-    clock_ratio = np.where(np.isfinite(clock) & (clock > 0), clock / g["boost"], 1.0)
+    recorded = np.isfinite(clock) & (clock > 0)
+    clock_low = np.fmin(g["boost_low"], g["boost"])
+    clock_ratio = np.where(recorded, clock / g["boost"], np.sqrt(clock_low / g["boost"]))
+    # sd of log clock uniform on [log low, log boost]: (log boost - log low) / sqrt(12)
+    log_clock_sd = np.where(recorded, 0.0, np.log(g["boost"] / clock_low) / np.sqrt(12.0))
     simt = np.isfinite(code) & (tensor == 0) & (code == MATH_KEYS.index("fp32"))
     # A bare flop count (no GEMM shape) is taken to run on the SIMT FP32 path.
     rate_scale = clock_ratio * np.where(simt | ~gemm, g["eff"], 1.0)
@@ -321,10 +332,12 @@ def build_features(frame: pd.DataFrame | Columns,
         "energy": np.log(power_base * base_s),
     }
     return FeatureSet(values=values, categorical=categorical, log_base=log_base,
-                      gpu=np.asarray(gpu_keys, dtype=object)[gpu_codes])
+                      gpu=np.asarray(gpu_keys, dtype=object)[gpu_codes],
+                      log_clock_sd=log_clock_sd)
 
 
-_GPU_VALUES = ("boost", "bw", "fp32", "tdp", "smem_sm", "l2", "eff", "regs_block")
+_GPU_VALUES = ("boost", "boost_low", "bw", "fp32", "tdp", "smem_sm", "l2", "eff",
+               "regs_block")
 
 
 def _gpu_value(spec: GpuSpec, name: str) -> float:
@@ -333,6 +346,8 @@ def _gpu_value(spec: GpuSpec, name: str) -> float:
         "fp32": spec.peak("fp32"), "tdp": spec.tdp_w, "smem_sm": spec.smem_per_sm_bytes,
         "l2": spec.l2_bytes,
     }
+    if name == "boost_low":   # the bottom of a boost-clock range (data/gpus.json "extra")
+        return float(spec.extra.get("boost_clock_min_mhz") or spec.boost_clock_mhz)
     if name == "eff":
         return simt_efficiency(spec)
     if name == "regs_block":

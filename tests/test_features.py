@@ -60,6 +60,23 @@ def test_simt_base_uses_the_effective_fp32_rate_and_the_clock():
     assert power[1] == pytest.approx(gpu.tdp_w * 0.5**POWER_CLOCK_EXPONENT)
 
 
+def test_an_unrecorded_clock_in_a_spec_range_takes_its_geometric_middle_and_its_spread():
+    laptop = get_gpu("rtx-3060-laptop")   # NVIDIA: 1,283-1,703 MHz boost, set by the laptop
+    low, high = laptop.extra["boost_clock_min_mhz"], laptop.boost_clock_mhz
+    frame = pd.DataFrame({"m": [4096] * 3, "n": [4096] * 3, "k": [4096] * 3, "dtype": ["f32"] * 3,
+                          "gpu": ["rtx-3060-laptop", "rtx-3060-laptop", "rtx-3090"],
+                          "sm_clock_mhz": [np.nan, high, np.nan]})
+    fs = build_features(frame)
+    base = np.exp(fs.log_base["runtime"])
+    clock_ratio = fs.numeric["clock_ratio"].to_numpy()
+    assert clock_ratio[0] == pytest.approx(np.sqrt(low / high)) and clock_ratio[1] == 1.0
+    assert base[0] == pytest.approx(base[1] * np.sqrt(high / low))
+    # Uniform in log clock over the range: sd = width / sqrt(12); a recorded clock has none,
+    # nor has a GPU with one boost clock.
+    assert fs.log_clock_sd[0] == pytest.approx(np.log(high / low) / np.sqrt(12))
+    assert fs.log_clock_sd[1] == 0 and fs.log_clock_sd[2] == 0 and clock_ratio[2] == 1.0
+
+
 def test_xgemm_params_from_json_equal_params_as_columns():
     frame = xgemm_frame(12)
     wide = frame.drop(columns=["params"])

@@ -11,6 +11,7 @@ from sklearn.ensemble import ExtraTreesRegressor, RandomForestRegressor
 from sklearn.exceptions import NotFittedError
 
 from gemmperf.errors import DataFormatError, InvalidConfigError
+from gemmperf.hardware.specs import get_gpu
 from gemmperf.predict.baseline import GPPerfBaseline
 from gemmperf.predict.compact import CompactForest
 from gemmperf.predict.forest import Predictor
@@ -180,6 +181,10 @@ def test_unseen_gpu_widens_the_interval_by_the_between_gpu_level_scatter():
     moved = row.assign(gpu="a100-sxm4-80gb")
     width = lambda p: float(np.log(p["runtime_s_hi"] / p["runtime_s_lo"]).iloc[0])  # noqa: E731
     assert width(model.predict(moved)) > width(model.predict(row))
+    # On a laptop part the unrecorded clock (a range on the spec sheet) widens it further.
+    laptop = row.assign(gpu="rtx-3060-laptop")
+    clocked = laptop.assign(sm_clock_mhz=get_gpu("rtx-3060-laptop").boost_clock_mhz)
+    assert width(model.predict(laptop)) > width(model.predict(clocked)) + 0.05
 
 
 @pytest.mark.shared_data

@@ -51,6 +51,7 @@ from gemmperf.features import (
     CATEGORICAL_FEATURES,
     MISSING,
     NUMERIC_FEATURES,
+    POWER_CLOCK_EXPONENT,
     TARGET_COLUMNS,
     TARGETS,
     FeatureSet,
@@ -70,6 +71,10 @@ from gemmperf.predict.unseen_kernels import unseen_kernels
 LEARNERS = ("extra_trees", "random_forest")
 #: A target needs at least this many rows to get an ensemble (and twice that to be calibrated).
 MIN_ROWS = 10
+#: |d log(base) / d log(SM clock)| of a compute-bound row per target (:mod:`gemmperf.features`:
+#: runtime ~ 1 / f, power ~ f ** POWER_CLOCK_EXPONENT, energy = power x runtime).
+CLOCK_SENSITIVITY = {"runtime": 1.0, "power": POWER_CLOCK_EXPONENT,
+                     "energy": 1.0 - POWER_CLOCK_EXPONENT}
 #: Floor of the per-row tree spread (log units) so a row all trees agree on still gets an interval.
 MIN_SPREAD = 1e-3
 
@@ -311,9 +316,14 @@ class Predictor(BaseEstimator):
                 half[rows] = np.hypot(half[rows], z_score * sd)
             # A GPU the ensemble never saw adds the between-GPU level scatter the base leaves
             # unexplained, in quadrature (independent error sources).
+            # So does the clock a row leaves unrecorded where the spec gives only a range (a
+            # measured GPU's expert has learned its actual level).
             if unseen.any():
-                extra = z_score * self.gpu_level_sd_[target]
-                half = np.where(unseen, np.hypot(half, extra), half)
+                level_sd = self.gpu_level_sd_[target]
+                if features.log_clock_sd is not None:
+                    level_sd = np.hypot(level_sd,
+                                        CLOCK_SENSITIVITY[target] * features.log_clock_sd)
+                half = np.where(unseen, np.hypot(half, z_score * level_sd), half)
             base = features.log_base[target]
             name = TARGET_COLUMNS[target]
             out[name] = np.exp(center + base)
