@@ -33,6 +33,7 @@ from gemmperf.tune.autotune import OBJECTIVES, objective_values
 from gemmperf.tune.models import (
     candidate_frame,
     load_default_model,
+    model_for_family,
     model_name,
     predict_frame,
 )
@@ -112,7 +113,7 @@ def recommend(problem: GemmProblem, gpu: str | GpuSpec, *, family: str | None = 
     """
     spec = get_gpu(gpu)
     chosen = resolve_space(problem, spec, family=family, space=space)
-    model = load_default_model() if model is None else model
+    model = model_for_family(load_default_model() if model is None else model, chosen.family)
     if top is not None and top < 1:
         raise InvalidConfigError(f"top must be at least 1, got {top}")
     table = rank_space(chosen, problem, spec, model, objective=objective)

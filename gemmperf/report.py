@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from gemmperf.errors import InvalidConfigError
 from gemmperf.hardware.specs import GpuSpec
 from gemmperf.roofline import RooflineEstimate
 
@@ -20,6 +21,36 @@ _KEY_LABELS = {"fp64": "FP64", "fp32": "FP32 (SIMT)", "tf32": "TF32 tensor", "fp
                "fp16_acc16": "FP16 tensor, FP16 acc", "bf16": "BF16 tensor", "fp8": "FP8 tensor",
                "int8": "INT8 tensor"}
 _TERA = 1e12
+
+
+#: File types the Agg canvas writes (matplotlib's savefig formats without a display).
+FIGURE_SUFFIXES = (".png", ".svg", ".pdf", ".jpg", ".jpeg", ".webp", ".eps", ".ps", ".tif",
+                   ".tiff")
+
+
+def check_figure_path(path: str | Path) -> Path:
+    """``path`` as a Path if a figure can be written there (a known image suffix, an existing
+    folder), else :class:`~gemmperf.errors.InvalidConfigError`: commands check ``--plot``
+    before their work, so a typo costs no run."""
+    path = Path(path)
+    if path.suffix.lower() not in FIGURE_SUFFIXES:
+        raise InvalidConfigError(f"cannot write a figure to {path}: name a "
+                                 f"{', '.join(FIGURE_SUFFIXES)} file")
+    if not path.parent.is_dir():
+        raise InvalidConfigError(f"cannot write a figure to {path}: no folder {path.parent}")
+    return path
+
+
+def save_figure(fig: Any, path: str | Path, **options: Any) -> Path:
+    """Write ``fig`` to ``path`` (checked by :func:`check_figure_path`); an OS error (no
+    permission, disk full) becomes a one-line :class:`~gemmperf.errors.InvalidConfigError`."""
+    path = check_figure_path(path)
+    try:
+        fig.savefig(path, **options)
+    except OSError as exc:
+        raise InvalidConfigError(f"cannot write a figure to {path}: "
+                                 f"{exc.strerror or exc}") from exc
+    return path
 
 
 def _new_figure(width: float = 7.5, height: float = 5.0) -> Any:
@@ -101,6 +132,4 @@ def roofline_chart(
     ax.set_title(title or f"Roofline: {gpu.name}", fontsize=11)
     ax.grid(True, which="both", alpha=0.25)
     ax.legend(fontsize=7, loc="lower right")
-    path = Path(path)
-    fig.savefig(path)
-    return path
+    return save_figure(fig, path)

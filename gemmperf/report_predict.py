@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from gemmperf.features import TARGET_COLUMNS, resolve_gpus
-from gemmperf.report import _new_figure
+from gemmperf.report import _new_figure, save_figure
 
 _UNITS = {"runtime": "s", "power": "W", "energy": "J"}
 
@@ -47,9 +47,7 @@ def predicted_vs_measured(frame: pd.DataFrame, pred: pd.DataFrame, path: str | P
     ax.set_ylabel(f"predicted {target} ({unit})")
     ax.set_title(f"{target}: predicted vs measured (dashed: +-10%)")
     ax.legend(fontsize=7, markerscale=3)
-    path = Path(path)
-    fig.savefig(path)
-    return path
+    return save_figure(fig, path)
 
 
 def error_by_size(frame: pd.DataFrame, pred: pd.DataFrame, path: str | Path) -> Path:
@@ -84,9 +82,7 @@ def error_by_size(frame: pd.DataFrame, pred: pd.DataFrame, path: str | Path) -> 
     ax.set_xlabel("GEMM FLOPs (2 b m n k)")
     ax.set_ylabel("|predicted / measured - 1| (%)")
     ax.set_title("runtime error by problem size")
-    path = Path(path)
-    fig.savefig(path)
-    return path
+    return save_figure(fig, path)
 
 
 def summary_markdown(metrics: Mapping[str, Any]) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from gemmperf.report import _new_figure
+from gemmperf.report import _new_figure, save_figure
 
 
 def pareto_mask(time: np.ndarray, energy: np.ndarray) -> np.ndarray:
@@ -76,8 +76,7 @@ def pareto_chart(ranked: pd.DataFrame, path: str | Path, *, picks: Sequence[int]
     ax.legend(loc="upper left", fontsize=8)
     if title:
         ax.set_title(title, fontsize=10)
-    fig.savefig(path)
-    return path
+    return save_figure(fig, path)
 
 
 def regret_chart(curves: Mapping[str, Mapping[str, np.ndarray]], path: str | Path, *,
@@ -113,5 +112,4 @@ def regret_chart(curves: Mapping[str, Mapping[str, np.ndarray]], path: str | Pat
     axes[-1].legend(fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.savefig(path)
-    return path
+    return save_figure(fig, path)

@@ -27,6 +27,19 @@ def model(data, tmp_path_factory):
     return out
 
 
+def test_fake_backend_records_are_refused_unless_allowed(tmp_path, capsys):
+    # Simulated times are never measurements: train / evaluate / cross-validate say so.
+    fake = tmp_path / "fake.jsonl"
+    write_frame(xgemm_frame(120).assign(source="fake"), fake)
+    for argv in (["train", str(fake), "-o", str(tmp_path / "m.npz"), *SMALL],
+                 ["evaluate", str(fake)], ["cross-validate", str(fake), "--split", "gpu"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert "120 of 120 rows are fake-backend" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "m.npz").exists()
+    assert main(["train", str(fake), "-o", str(tmp_path / "m.npz"), *SMALL, "--allow-fake"]) == 0
+
+
 def test_train_writes_a_bundle_with_metadata(data, tmp_path, capsys):
     out = tmp_path / "runtime_only.npz"
     code = main(["train", str(data), "-o", str(out), "--targets", "runtime", "--seed", "3",
@@ -88,6 +101,29 @@ def test_predict_names_the_gpus_an_unseen_gpu_is_predicted_by_analogy_with(capsy
     assert json.loads(capsys.readouterr().out)["by_analogy_with"] == []
 
 
+_XGEMM_4K = ["predict", "--model", "MODEL", "--gpu", "rtx-3090", "--m", "4096", "--n", "4096",
+             "--k", "4096", "--dtype", "f32", "--family", "clblast_xgemm"]
+
+
+def test_predict_builds_the_row_recommend_ranks_for_the_same_config(capsys):
+    # Same config, same answer: predict fills in the kernel name, the derived tile and thread
+    # columns, and the space's default for the tunables not given.
+    import gemmperf as gp
+
+    top = gp.recommend(gp.GemmProblem(4096, 4096, 4096, dtype="f32"), "rtx-3090",
+                       family="clblast_xgemm", top=1).iloc[0]
+    names = ("MWG", "NWG", "KWG", "MDIMC", "NDIMC", "MDIMA", "NDIMB", "KWI", "VWM", "VWN",
+             "STRM", "STRN", "SA", "SB")
+    given = [a for name in names for a in ("--param", f"{name}={int(top[name])}")]
+    base = [a for a in _XGEMM_4K if a not in ("--model", "MODEL")]
+    assert main([*base, *given, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["runtime_s"] == pytest.approx(top["runtime_s"], rel=1e-9)
+    assert out["params"]["PRECISION"] == 32   # from the space's default
+    assert main([*base, "--json"]) == 0   # no tunables at all: the space's default config
+    assert json.loads(capsys.readouterr().out)["params"]["MWG"] == 32
+
+
 @pytest.mark.parametrize("argv,message", [
     (["predict", "--gpu", "voodoo2", "--m", "8", "--n", "8", "--k", "8", "--dtype", "f32"],
      "unknown GPU"),
@@ -95,6 +131,20 @@ def test_predict_names_the_gpus_an_unseen_gpu_is_predicted_by_analogy_with(capsy
       "--param", "novalue"], "KEY=VALUE"),
     (["evaluate", "--model", "/nonexistent/m.npz", "x.jsonl"], "no such"),
     (["train", "/nonexistent/data.jsonl", "-o", "/tmp/never.npz"], "no such file"),
+    ([*_XGEMM_4K, "--param", "MWG=7"], "MWG=7 is not a multiple of MDIMC*VWM"),
+    ([*_XGEMM_4K, "--param", "FOO=3"], "unknown tunable(s) FOO"),
+    ([*_XGEMM_4K, "--param", "MWG=abc"], "take numbers"),
+    ([*_XGEMM_4K, "--sm-clock", "0"], "not an SM clock"),
+    ([*_XGEMM_4K, "--sm-clock", "99999"], "not an SM clock"),
+    ([*_XGEMM_4K, "--tile-m", "-1"], "--tile-m -1: must be positive"),
+    ([*_XGEMM_4K[:-1], "nosuch"], "unknown --family 'nosuch'"),
+    ([*_XGEMM_4K[:-1], "tiled", "--param", "X=1"], "has no tunables"),
+    ([*_XGEMM_4K[:-2], "--param", "MWG=64"], "--param needs --family"),
+    (["train", "x.jsonl", "-o", "/tmp/never.npz", "--trees", "0"], "--trees 0"),
+    (["train", "x.jsonl", "-o", "/tmp/never.npz", "--max-leaves", "1"], "--max-leaves 1"),
+    (["train", "x.jsonl", "-o", "/tmp/never.npz", "--jobs", "0"], "--jobs 0"),
+    (["cross-validate", "x.jsonl", "--split", "shape", "--folds", "0"], "--folds 0"),
+    (["cross-validate", "x.jsonl", "--split", "shape", "--trees", "-1"], "--trees -1"),
 ])
 def test_user_errors_exit_2_with_one_line(argv, message, capsys, model):
     argv = [a if a != "MODEL" else str(model) for a in argv]

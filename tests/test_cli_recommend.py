@@ -83,6 +83,11 @@ def test_recommend_table_from_a_space_file(capsys, recording):
     (["clocks", "--gpu", "h100-sxm", "--m", "64", "--n", "64"], "give all of --m, --n and --k"),
     (["autotune", *XGEMM, "--family", "clblast_xgemm", "--budget", "4"],
      "no collector backend measures clblast_xgemm"),
+    (["recommend", *XGEMM, "--family", "clblast_xgemm", "--plot", "/nonexistent/p.png"],
+     "no folder /nonexistent"),
+    (["clocks", *XGEMM, "--family", "clblast_xgemm", "--objective", "time"],
+     "clocks answers --objective energy or edp"),
+    (["clocks", *XGEMM, "--model", "/nonexistent.npz"], "--model needs --family"),
 ])
 def test_cli_errors_are_one_line_with_exit_2(capsys, argv, message):
     code, _, err = run(capsys, *argv)

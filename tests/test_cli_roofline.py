@@ -64,6 +64,10 @@ def test_plot(run, tmp_path):
          "no fp8 math path"),
         (("--gpu", "h100", "--m", "8", "--n", "8", "--k", "8", "--dtype", "bf16", "--tile-k",
           "-32"), "tile_k must be positive"),
+        (("--gpu", "h100", "--m", "8", "--n", "8", "--k", "8", "--dtype", "bf16", "--plot",
+          "/nonexistent/dir/x.png"), "no folder /nonexistent/dir"),
+        (("--gpu", "h100", "--m", "8", "--n", "8", "--k", "8", "--dtype", "bf16", "--plot",
+          "x.txt"), "name a .png"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(run, argv, message):

@@ -12,7 +12,7 @@ from gemmperf.errors import InvalidConfigError, InvalidProblemError
 from gemmperf.problem import GemmProblem, KernelConfig
 from gemmperf.recommend import rank_space, recommend
 from gemmperf.spaces import get_space, load_space_spec
-from gemmperf.tune.models import RooflineModel, reference_gpus
+from gemmperf.tune.models import RooflineModel, model_for_family, reference_gpus
 from gemmperf.tune.prune import ConfigPruner, config_values
 
 PROBLEM = GemmProblem(4096, 4096, 4096, dtype="f32", layout="nt")
@@ -69,6 +69,17 @@ def test_roofline_fallback_ranks_a_backend_family():
     assert len(result) == 3
     assert result["runtime_s"].is_monotonic_increasing
     assert result.attrs["model"].startswith("roofline")
+
+
+def test_a_family_the_model_never_measured_is_ranked_by_the_roofline():
+    # Trees that never saw a family give its configs one time: the roofline ranks instead.
+    trained = SimpleNamespace(families_={"runtime": ["clblast_xgemm"]}, predict=None)
+    result = recommend(GemmProblem(2048, 2048, 2048), "a100-sxm4-80gb", family="blocked",
+                       model=trained, top=3)
+    assert result.attrs["model"] == "roofline (the model has no blocked measurements)"
+    assert result["runtime_s"].is_monotonic_increasing
+    assert model_for_family(trained, "clblast_xgemm") is trained
+    assert model_for_family(AnalyticModel(), "blocked").__class__ is AnalyticModel
 
 
 def test_bad_requests_are_one_line_errors(space):

@@ -24,6 +24,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("-o", "--output", required=True, metavar="MODEL", help="bundle to write")
     _model_options(p)
     p.add_argument("--json", action="store_true", help="print the bundle metadata as JSON")
+    _allow_fake_option(p)
     p.set_defaults(func=run_train)
 
     p = subparsers.add_parser("evaluate", help="score a model on measurements",
@@ -35,6 +36,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--trust-pickle", action="store_true", help="allow loading a .pkl model")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.add_argument("--report", metavar="DIR", help="write PNG plots and a markdown summary")
+    _allow_fake_option(p)
     p.set_defaults(func=run_evaluate)
 
     p = subparsers.add_parser("cross-validate", help="held-out accuracy of the model recipe",
@@ -46,6 +48,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--folds", type=int, default=5, help="folds of the shape/clock splits")
     _model_options(p)
     p.add_argument("--json", action="store_true", help="print one JSON document")
+    _allow_fake_option(p)
     p.set_defaults(func=run_cross_validate)
 
     p = subparsers.add_parser("predict", help="predict runtime, power and energy of one GEMM",
@@ -75,6 +78,25 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run_predict)
 
 
+def _allow_fake_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--allow-fake", action="store_true",
+                   help="accept fake-backend (simulated) records, e.g. to test a pipeline; "
+                        "they are never measurements")
+
+
+def _load_measurements(args: argparse.Namespace) -> Any:
+    """``load_data(args.data)``, refusing fake-backend rows unless ``--allow-fake``: a model
+    trained or scored on simulated times would pass synthetic numbers for measured ones."""
+    from gemmperf.predict.data import load_data
+
+    frame = load_data(args.data)
+    fake = int((frame["source"] == "fake").sum()) if "source" in frame.columns else 0
+    if fake and not args.allow_fake:
+        raise InvalidConfigError(f"{fake} of {len(frame)} rows are fake-backend (simulated) "
+                                 "records, not measurements; --allow-fake uses them anyway")
+    return frame
+
+
 def _model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--targets", default="runtime,power,energy",
                    help="comma-separated targets among runtime, power, energy")
@@ -93,6 +115,13 @@ def _make_model(args: argparse.Namespace) -> Any:
     unknown = [t for t in targets if t not in TARGETS]
     if unknown or not targets:
         raise InvalidConfigError(f"--targets takes {', '.join(TARGETS)}, got {args.targets!r}")
+    if args.trees is not None and args.trees < 1:
+        raise InvalidConfigError(f"--trees {args.trees}: an ensemble needs at least 1 tree")
+    if args.max_leaves is not None and args.max_leaves < 2:
+        raise InvalidConfigError(f"--max-leaves {args.max_leaves}: a tree that splits has at "
+                                 "least 2 leaves")
+    if args.jobs == 0:
+        raise InvalidConfigError("--jobs 0: give a number of parallel jobs, or -1 for all cores")
     params: dict[str, Any] = {"targets": targets, "random_state": args.seed,
                               "learner": args.learner, "n_jobs": args.jobs}
     if args.trees is not None:
@@ -104,11 +133,11 @@ def _make_model(args: argparse.Namespace) -> Any:
 
 def run_train(args: argparse.Namespace) -> int:
     """Fit and save a model."""
-    from gemmperf.predict.data import describe_sources, load_data
+    from gemmperf.predict.data import describe_sources
     from gemmperf.predict.persist import save_model
 
-    frame = load_data(args.data)
-    model = _make_model(args)
+    model = _make_model(args)   # its options checked before the data is read
+    frame = _load_measurements(args)
     start = time.perf_counter()
     model.fit(frame)
     seconds = time.perf_counter() - start
@@ -128,12 +157,11 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """Score a model on data."""
-    from gemmperf.predict.data import load_data
     from gemmperf.predict.evaluate import evaluate_predictions
     from gemmperf.predict.persist import load_model
 
     model = load_model(args.model, trust_pickle=args.trust_pickle)
-    frame = load_data(args.data)
+    frame = _load_measurements(args)
     pred = model.predict(frame)
     metrics = evaluate_predictions(frame, pred)
     if args.report:
@@ -149,10 +177,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 def run_cross_validate(args: argparse.Namespace) -> int:
     """Held-out evaluation of the model recipe on data."""
-    from gemmperf.predict.data import load_data
     from gemmperf.predict.evaluate import cross_validate
 
-    frame = load_data(args.data)
+    if args.folds < 2:
+        raise InvalidConfigError(f"--folds {args.folds}: a held-out split needs at least 2 folds")
+    _make_model(args)   # its options checked before the data is read
+    frame = _load_measurements(args)
     result = cross_validate(frame, args.split, lambda: _make_model(args), folds=args.folds,
                             seed=args.seed)
     if args.json:
@@ -191,31 +221,78 @@ def _parse_params(items: list[str]) -> dict[str, Any]:
     return params
 
 
+def _family_config(family: str | None, params: dict[str, Any], gpu: Any, model: Any
+                   ) -> dict[str, Any]:
+    """Record columns of the config ``--family`` and ``--param`` describe: for a family with a
+    space file, its tunables checked against the space (default filling the rest), the columns
+    it derives and its kernel name, exactly as ``recommend`` builds the config's row (the model
+    tells kernels apart by name). A family neither the model nor a space knows is an error, and
+    so is a tunable for a family that has none."""
+    from gemmperf.spaces import known_families
+    from gemmperf.spaces.param_space import (
+        bundled_param_families,
+        config_record,
+        load_space_spec,
+    )
+
+    if family is None:
+        if params:
+            raise InvalidConfigError("--param needs --family (the tunables are a family's)")
+        return {}
+    if family in bundled_param_families():
+        return config_record(load_space_spec(family), params, gpu)
+    trained = {f for fams in getattr(model, "families_", {}).values() for f in fams}
+    if family not in trained | set(known_families()):
+        raise InvalidConfigError(f"unknown --family {family!r}; the model knows "
+                                 f"{', '.join(sorted(trained)) or 'none'}, spaces exist for "
+                                 f"{', '.join(known_families())}")
+    if params:
+        raise InvalidConfigError(f"--param: family {family} has no tunables the model reads "
+                                 f"(tunables are for {', '.join(bundled_param_families())}); "
+                                 "give its tile and launch options instead")
+    return {}
+
+
 def run_predict(args: argparse.Namespace) -> int:
     """Predict one GEMM."""
     import pandas as pd
 
-    from gemmperf.hardware.specs import get_gpu
+    from gemmperf.hardware.specs import check_sm_clock, get_gpu
     from gemmperf.predict.persist import load_model
     from gemmperf.problem import GemmProblem
 
     gpu = get_gpu(args.gpu)
     problem = GemmProblem(args.m, args.n, args.k, batch=args.batch, dtype=args.dtype,
                           acc_dtype=args.acc_dtype)
-    params = _parse_params(args.param)
+    if args.sm_clock is not None:
+        check_sm_clock(args.sm_clock, gpu, option="--sm-clock")
+    if args.mem_clock is not None and not args.mem_clock > 0:
+        raise InvalidConfigError(f"--mem-clock {args.mem_clock:g}: a clock is positive (MHz)")
+    for name in ("tile_m", "tile_n", "tile_k", "threads", "stages", "split_k", "regs", "smem"):
+        value = getattr(args, name)
+        if value is not None and value < (0 if name == "smem" else 1):
+            raise InvalidConfigError(f"--{name.replace('_', '-')} {value}: must be "
+                                     f"{'>= 0' if name == 'smem' else 'positive'}")
+    model = load_model(args.model, trust_pickle=args.trust_pickle)
+    config = _family_config(args.family, _parse_params(args.param), gpu, model)
     row = {"m": problem.m, "n": problem.n, "k": problem.k, "batch": problem.batch,
            "dtype": problem.dtype, "acc_dtype": problem.acc_dtype, "gpu": gpu.key,
-           "family": args.family, "tile_m": args.tile_m, "tile_n": args.tile_n,
+           "family": args.family, "kernel_name": config.get("kernel_name"),
+           "tile_m": args.tile_m, "tile_n": args.tile_n,
            "tile_k": args.tile_k, "threads_per_block": args.threads, "stages": args.stages,
            "split_k": args.split_k, "regs_per_thread": args.regs,
            "smem_bytes_per_block": args.smem, "sm_clock_mhz": args.sm_clock,
-           "mem_clock_mhz": args.mem_clock, "params": json.dumps(params, sort_keys=True)}
-    model = load_model(args.model, trust_pickle=args.trust_pickle)
+           "mem_clock_mhz": args.mem_clock,
+           "params": json.dumps(config.get("params", {}), sort_keys=True)}
+    for column, value in config.items():   # what the family derives, unless given explicitly
+        if column in row and row[column] is None:
+            row[column] = value
     pred = model.predict(pd.DataFrame([row])).iloc[0].to_dict()
     seen = {entry.get("gpu") for entry in model.training_data_}
     analogues = model.analogues(gpu.key, args.family) if args.family else []
     out = {"gpu": gpu.key, "problem": f"{problem.m}x{problem.n}x{problem.k}",
            "dtype": problem.dtype, "gpu_in_training_data": gpu.key in seen,
+           "family": args.family, "params": config.get("params", {}),
            "by_analogy_with": analogues, **pred}
     if args.json:
         print_json(out)

@@ -148,13 +148,17 @@ def run_recommend(args: argparse.Namespace) -> int:
     """Rank and print the configs."""
     from gemmperf.hardware.specs import get_gpu
     from gemmperf.recommend import rank_space
-    from gemmperf.tune.models import analogy_gpus, model_name
+    from gemmperf.tune.models import analogy_gpus, model_for_family, model_name
 
     if args.top < 1:
         raise InvalidProblemError(f"--top must be at least 1, got {args.top}")
+    if args.plot:
+        from gemmperf.report import check_figure_path
+
+        check_figure_path(args.plot)   # before the ranking, so a typo costs no run
     gpu = get_gpu(args.gpu)
     space, problem = _space_and_problem(args, gpu)
-    model = load_model_arg(args)
+    model = model_for_family(load_model_arg(args), space.family)
     ranked = rank_space(space, problem, gpu, model, objective=args.objective)
     top = ranked.head(args.top)
     candidates = space.candidates
@@ -258,9 +262,16 @@ def run_clocks(args: argparse.Namespace) -> int:
     from gemmperf.hardware.specs import get_gpu
     from gemmperf.roofline_frame import roofline_frame
     from gemmperf.tune.clocks import recommend_clock
+    from gemmperf.tune.models import model_for_family
 
+    if args.objective == "time":
+        raise InvalidProblemError("clocks --objective time: the fastest clock is the highest; "
+                                  "clocks answers --objective energy or edp")
+    if args.model and not args.family:
+        raise InvalidProblemError("clocks --model needs --family: without one the roofline's "
+                                  "default tile is timed and no model is used")
     gpu = get_gpu(args.gpu)
-    objective = args.objective if args.objective in ("energy", "edp") else "energy"
+    objective = args.objective
     if args.family:
         check_family(args.family)
     problem = problem_from_args(args, family=args.family)
@@ -271,7 +282,8 @@ def run_clocks(args: argparse.Namespace) -> int:
         from gemmperf.recommend import rank_space, resolve_space
 
         space = resolve_space(problem, gpu, family=args.family)
-        best = rank_space(space, problem, gpu, load_model_arg(args)).iloc[0]
+        best = rank_space(space, problem, gpu,
+                          model_for_family(load_model_arg(args), space.family)).iloc[0]
         row.update({c: best[c] for c in ("tile_m", "tile_n", "tile_k", "threads_per_block")
                     if c in best.index and best[c] == best[c]})
         runtime, fraction = float(best["runtime_s"]), float(best["roofline_fraction"])

@@ -57,6 +57,10 @@ def run(args: argparse.Namespace) -> int:
     from gemmperf.roofline import roofline
     from gemmperf.roofline_frame import roofline_frame
 
+    if args.plot:
+        from gemmperf.report import check_figure_path
+
+        check_figure_path(args.plot)
     gpu = get_gpu(args.gpu)
     problem = GemmProblem(args.m, args.n, args.k, batch=args.batch, dtype=args.dtype,
                           acc_dtype=args.acc_dtype)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from gemmperf._paths import data_dir
-from gemmperf.errors import DataFormatError, UnknownGpuError
+from gemmperf.errors import DataFormatError, InvalidConfigError, UnknownGpuError
 from gemmperf.hardware._spec_file import PEAK_KEYS, parse_entry
 
 __all__ = [
@@ -193,3 +193,20 @@ def get_gpu(name: str | GpuSpec) -> GpuSpec:
             f"unknown GPU {str(name)!r}; {hint}`gemmperf gpus` lists all {len(_database().gpus)}"
         )
     return spec
+
+
+#: A locked SM clock above this multiple of the spec boost clock is taken for a typo. The
+#: highest clocks in ../shared/data are 1.12x the boost (RTX A4000 observed 1,752 MHz, boost
+#: 1,560) and 1.08x (GTX Titan X, 1,164 / 1,075); desktop parts opportunistically boost ~1.2x.
+MAX_CLOCK_OVER_BOOST = 1.5
+
+
+def check_sm_clock(mhz: float, gpu: GpuSpec, option: str = "sm_clock_mhz") -> float:
+    """``mhz`` if it is a plausible SM clock for ``gpu`` (positive, at most
+    :data:`MAX_CLOCK_OVER_BOOST` x its boost clock), else :class:`InvalidConfigError`."""
+    limit = MAX_CLOCK_OVER_BOOST * gpu.boost_clock_mhz
+    if not 0 < mhz <= limit:
+        raise InvalidConfigError(
+            f"{option} {mhz:g} MHz: not an SM clock of the {gpu.name} (boost "
+            f"{gpu.boost_clock_mhz:g} MHz; accepted: above 0, up to {limit:g})")
+    return float(mhz)

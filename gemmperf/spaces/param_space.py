@@ -310,3 +310,27 @@ def check_values(spec: ParamSpaceSpec, values: Mapping[str, Any], gpu: Any = Non
         if not bool(np.asarray(compile_expr(constraint.expr)(env))):
             return format_reason(constraint.reason, env)
     return None
+
+
+def config_record(spec: ParamSpaceSpec, values: Mapping[str, Any], gpu: Any = None
+                  ) -> dict[str, Any]:
+    """The record columns of one configuration given by (some of) its tunables: the tunables
+    with the space's default filling the rest (``params``), the columns the space file derives
+    (tile_m, threads_per_block, ...) and its kernel_name, so that one config predicts alike
+    whether it comes from ``predict`` or from ranking the space. :class:`SpaceError` for an
+    unknown or non-numeric tunable, a missing one without a default, or a violated constraint."""
+    text = [name for name, value in values.items()
+            if isinstance(value, bool) or not isinstance(value, (int, float))]
+    if text:
+        raise SpaceError(f"tunable(s) {', '.join(text)} of {spec.family} take numbers")
+    full = {**(spec.default or {}), **values}
+    reason = check_values(spec, values if spec.default is None else full, gpu)
+    if reason is not None:
+        raise SpaceError(f"{spec.family} config: {reason} (tunables: "
+                         f"{', '.join(spec.parameters)})")
+    derived = derive_columns(spec, pd.DataFrame([full]))
+    out = {column: derived[column].iloc[0] for column in spec.columns if column in derived}
+    if spec.kernel_name:
+        out["kernel_name"] = spec.kernel_name
+    out["params"] = {name: full[name] for name in spec.parameters}
+    return out
