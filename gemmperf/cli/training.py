@@ -1,38 +1,101 @@
-"""``gemmperf plan | budget | whatif | archs``: training-run planning from the command line."""
+"""``gemmperf plan | budget | whatif | archs``: training-run planning from the command line.
+
+Numeric options are read as text and checked by the command itself (:func:`_check_numbers`),
+not by argparse types: argparse would print its whole usage block for a bad value, while a
+:class:`PlanError` naming the option and its accepted range is one line and exit code 2.
+"""
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import math
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from gemmperf.cli._output import print_json, print_table
 from gemmperf.training.errors import PlanError
 
 _SUFFIX = {"": 1.0, "k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12, "p": 1e15}
+# A signed number with an optional k/M/B/T suffix. The sign is parsed so that "-5" is reported
+# as out of range, not as "not a number".
+_NUMBER = re.compile(r"\s*([-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?)\s*"
+                     r"([kKmMbBgGtTpP]?)\s*")
 
 
-def quantity(text: str) -> float:
-    """A positive number with an optional k/M/B/T suffix: ``2T``, ``4M``, ``1.5e6``."""
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([kKmMbBgGtTpP]?)\s*",
-                         str(text))
+def quantity(text: str) -> float | None:
+    """A number with an optional k/M/B/T suffix: ``2T``, ``4M``, ``1.5e6``; None if it is not one.
+
+    Only the syntax: whether the value makes sense is the option's :class:`_Range`.
+    """
+    match = _NUMBER.fullmatch(str(text))
     if not match:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r} (e.g. 2T, 4M, 1.5e6)")
-    value = float(match.group(1)) * _SUFFIX[match.group(2).lower()]
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
-    return value
+        return None
+    return float(match.group(1)) * _SUFFIX[match.group(2).lower()]
 
 
-def _int_quantity(text: str) -> int:
-    return round(quantity(text))
+@dataclass(frozen=True)
+class _Range:
+    """What a numeric option accepts, and how its error message says so."""
+
+    low: float
+    low_inclusive: bool
+    integer: bool
+    text: str                 # "a positive integer", ...
+    high: float = math.inf
+
+    def accepts(self, value: float) -> bool:
+        above = value >= self.low if self.low_inclusive else value > self.low
+        return (math.isfinite(value) and above and value <= self.high
+                and (not self.integer or value.is_integer()))
 
 
-def _csv(kind: Any) -> Any:
-    def parse(text: str) -> list[Any]:
-        return [kind(part) for part in str(text).split(",") if part.strip()]
-    return parse
+_POSITIVE = _Range(0.0, False, False, "a positive number (e.g. 1.5e6, 4M or 2T)")
+_COUNT = _Range(1.0, True, True, "a positive integer")
+_TOKEN_COUNT = _Range(1.0, True, True, "a positive whole number of tokens (e.g. 4M)")
+_PRICE = _Range(0.0, False, False, "a positive number of USD per GPU-hour")
+_PUE = _Range(1.0, True, False, "a number of at least 1.0 (1.0: no facility overhead)")
+_ZERO_STAGE = _Range(0.0, True, True, "an integer from 0 to 3", high=3.0)
+
+# Every numeric option of plan/budget/whatif, by its argparse dest.
+_NUMERIC = {
+    "tokens": _POSITIVE, "num_gpus": _COUNT, "seq": _COUNT, "global_batch_tokens": _TOKEN_COUNT,
+    "price": _PRICE, "pue": _PUE, "tp": _COUNT, "pp": _COUNT, "ep": _COUNT,
+    "micro_batch": _COUNT, "virtual_stages": _COUNT, "zero_stage": _ZERO_STAGE,
+    "gpu_hours": _POSITIVE, "flops": _POSITIVE, "energy_mwh": _POSITIVE, "usd": _POSITIVE,
+    "tokens_per_param": _Range(0.0, False, False, "a positive number of tokens per parameter"),
+    "inference_tokens": _POSITIVE,
+}
+
+
+def _checked(dest: str, text: str) -> float | int:
+    """``text`` of option ``dest`` as a number in its range, else a one-line PlanError."""
+    accepted = _NUMERIC[dest]
+    value = quantity(text)
+    if value is None or not accepted.accepts(value):
+        option = "--" + dest.replace("_", "-")
+        raise PlanError(f"{option} must be {accepted.text}, got {text!r}")
+    return int(value) if accepted.integer else value
+
+
+def _check_numbers(args: argparse.Namespace) -> None:
+    """Replace the text of every numeric option in ``args`` by its checked value (in place)."""
+    for dest in _NUMERIC:
+        text = getattr(args, dest, None)
+        if text is None:  # omitted: the default (often "searched") applies
+            continue
+        if isinstance(text, list):  # a whatif sweep list
+            if not text:
+                raise PlanError(f"--{dest.replace('_', '-')} needs at least one value")
+            setattr(args, dest, [_checked(dest, part) for part in text])
+        else:
+            setattr(args, dest, _checked(dest, text))
+
+
+def _csv(text: str) -> list[str]:
+    """The comma-separated parts of ``text`` (empty parts dropped: an empty list is an error)."""
+    return [part.strip() for part in str(text).split(",") if part.strip()]
 
 
 def register(subparsers: Any) -> None:
@@ -42,9 +105,9 @@ def register(subparsers: Any) -> None:
         description="Plan a training run GEMM by GEMM: step time, tokens/s per GPU, MFU/HFU, "
         "wall-clock days, GPU-hours, energy (GPU power x time x PUE) and dollars.")
     plan.add_argument("--arch", required=True, help="preset name (gemmperf archs) or config.json")
-    plan.add_argument("--tokens", required=True, type=quantity, help="training tokens, e.g. 2T")
+    plan.add_argument("--tokens", required=True, help="training tokens, e.g. 2T")
     _run_options(plan)
-    plan.add_argument("--num-gpus", type=_int_quantity, required=True)
+    plan.add_argument("--num-gpus", required=True, help="GPUs in the cluster (an integer)")
     plan.add_argument("--json", action="store_true", help="print the plan as JSON")
     plan.set_defaults(func=_plan)
 
@@ -53,43 +116,47 @@ def register(subparsers: Any) -> None:
         description="Convert a budget to FLOPs with the planner's achieved throughput for the "
         "GPU, solve a scaling law for N_opt and D_opt, and plan a concrete architecture.")
     group = budget.add_mutually_exclusive_group(required=True)
-    group.add_argument("--gpu-hours", type=quantity)
-    group.add_argument("--flops", type=quantity)
-    group.add_argument("--energy-mwh", type=quantity, help="facility energy (PUE included)")
-    group.add_argument("--usd", type=quantity, help="dollars (with --price per GPU-hour)")
+    group.add_argument("--gpu-hours")
+    group.add_argument("--flops")
+    group.add_argument("--energy-mwh", help="facility energy (PUE included)")
+    group.add_argument("--usd", help="dollars (with --price per GPU-hour)")
     budget.add_argument("--gpu", help="GPU name or alias (needed for all but --flops)")
-    budget.add_argument("--price", type=float, help="USD per GPU-hour")
+    budget.add_argument("--price", help="USD per GPU-hour")
     budget.add_argument("--law", default="epoch", choices=("hoffmann", "epoch", "kaplan",
                                                            "deepseek"))
-    budget.add_argument("--num-gpus", type=_int_quantity)
-    budget.add_argument("--tokens-per-param", type=float, help="over-train at this D/N ratio")
-    budget.add_argument("--inference-tokens", type=quantity,
+    budget.add_argument("--num-gpus", help="GPUs (default: sized for ~30 days)")
+    budget.add_argument("--tokens-per-param", help="over-train at this D/N ratio")
+    budget.add_argument("--inference-tokens",
                         help="expected inference tokens (minimise training + inference FLOPs)")
     budget.add_argument("--dtype", default="bf16", choices=("bf16", "fp16", "fp8"))
-    budget.add_argument("--seq", type=int, default=4096, help="sequence length")
-    budget.add_argument("--pue", type=float)
+    budget.add_argument("--seq", default="4096", help="sequence length (default 4096)")
+    budget.add_argument("--pue", help="facility PUE (default 1.1)")
     budget.add_argument("--json", action="store_true")
     budget.set_defaults(func=_budget)
 
     whatif = subparsers.add_parser(
         "whatif", help="one plan (or budget) across GPUs, dtypes, cluster sizes or budgets",
-        description="Comma-separated lists sweep every combination: --gpu a100,h100 "
-        "--num-gpus 512,1024 --dtype bf16,fp8; with --gpu-hours/--usd lists and no --arch, "
-        "budgets are swept instead.")
+        description="Comma-separated lists sweep every combination. Plan sweep (--arch and "
+        "--tokens): one plan per --gpu, --num-gpus and --dtype, e.g. --gpu a100,h100 "
+        "--num-gpus 512,1024 --dtype bf16,fp8. Budget sweep (no --arch): the compute-optimal "
+        "model of each --gpu-hours/--usd budget per --gpu and --dtype, as `gemmperf budget`. "
+        "Options of the other sweep (--gpu-hours/--usd/--law with --arch; --tokens/--num-gpus/"
+        "--global-batch-tokens without) are rejected, not ignored.")
     whatif.add_argument("--arch", help="preset or config.json (plan sweep)")
-    whatif.add_argument("--tokens", type=quantity)
-    whatif.add_argument("--gpu", type=_csv(str), required=True)
-    whatif.add_argument("--num-gpus", type=_csv(_int_quantity), default=None)
-    whatif.add_argument("--dtype", type=_csv(str), default=["bf16"])
-    whatif.add_argument("--gpu-hours", type=_csv(quantity))
-    whatif.add_argument("--usd", type=_csv(quantity))
-    whatif.add_argument("--law", default="epoch", choices=("hoffmann", "epoch", "kaplan",
-                                                           "deepseek"))
-    whatif.add_argument("--seq", type=int)
-    whatif.add_argument("--global-batch-tokens", type=_int_quantity)
-    whatif.add_argument("--price", type=float, help="USD per GPU-hour")
-    whatif.add_argument("--pue", type=float)
-    whatif.add_argument("--plot", help="write a PNG comparing the scenarios")
+    whatif.add_argument("--tokens", help="training tokens (plan sweep)")
+    whatif.add_argument("--gpu", type=_csv, required=True, help="GPU names, comma-separated")
+    whatif.add_argument("--num-gpus", type=_csv, help="cluster sizes (plan sweep)")
+    whatif.add_argument("--dtype", type=_csv, default=["bf16"])
+    whatif.add_argument("--gpu-hours", type=_csv, help="GPU-hour budgets (budget sweep)")
+    whatif.add_argument("--usd", type=_csv, help="dollar budgets, with --price (budget sweep)")
+    whatif.add_argument("--law", choices=("hoffmann", "epoch", "kaplan", "deepseek"),
+                        help="scaling law (budget sweep; default epoch)")
+    whatif.add_argument("--seq", help="sequence length")
+    whatif.add_argument("--global-batch-tokens", help="tokens per optimizer step (plan sweep)")
+    whatif.add_argument("--price", help="USD per GPU-hour")
+    whatif.add_argument("--pue", help="facility PUE (default 1.1)")
+    whatif.add_argument("--plot", help="write a figure comparing the scenarios (.png, .svg, "
+                        ".pdf, ...; checked before the sweep)")
     whatif.add_argument("--json", action="store_true")
     whatif.set_defaults(func=_whatif)
 
@@ -100,24 +167,25 @@ def register(subparsers: Any) -> None:
 
 def _run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gpu", required=True, help="GPU name or alias, e.g. h100, a100-40gb")
-    parser.add_argument("--seq", type=int, help="sequence length (default: the preset's)")
-    parser.add_argument("--global-batch-tokens", type=_int_quantity,
+    parser.add_argument("--seq", help="sequence length (default: the preset's)")
+    parser.add_argument("--global-batch-tokens",
                         help="tokens per optimizer step (default: published or DeepSeek B_opt)")
     parser.add_argument("--dtype", default="bf16", choices=("bf16", "fp16", "fp8"))
-    parser.add_argument("--price", type=float, help="USD per GPU-hour")
-    parser.add_argument("--pue", type=float, help="facility PUE (default 1.1)")
-    parser.add_argument("--tp", type=int, help="tensor-parallel size (default: searched)")
-    parser.add_argument("--pp", type=int, help="pipeline stages (default: searched)")
-    parser.add_argument("--ep", type=int, help="expert-parallel size for MoE (default: searched)")
-    parser.add_argument("--micro-batch", type=int, help="sequences per micro-batch")
-    parser.add_argument("--virtual-stages", type=int, help="interleaved pipeline depth")
+    parser.add_argument("--price", help="USD per GPU-hour")
+    parser.add_argument("--pue", help="facility PUE (default 1.1)")
+    parser.add_argument("--tp", help="tensor-parallel size (default: searched)")
+    parser.add_argument("--pp", help="pipeline stages (default: searched)")
+    parser.add_argument("--ep", help="expert-parallel size for MoE (default: searched)")
+    parser.add_argument("--micro-batch", help="sequences per micro-batch (default: searched)")
+    parser.add_argument("--virtual-stages",
+                        help="interleaved pipeline depth (default: searched)")
     parser.add_argument("--recompute", choices=("auto", "none", "full"), default="auto")
     parser.add_argument("--no-flash-attention", action="store_true",
                         help="unfused attention (pre-2022 frameworks); same as --attention unfused")
     parser.add_argument("--attention", choices=("fa2", "fa3", "fa4", "unfused"),
                         help="attention kernel (default: the fastest published one for the GPU)")
-    parser.add_argument("--zero-stage", type=int, choices=(0, 1, 2, 3),
-                        help="data-parallel sharding: 1 distributed optimizer, 3 FSDP "
+    parser.add_argument("--zero-stage",
+                        help="data-parallel sharding, 0-3: 1 distributed optimizer, 3 FSDP "
                         "(default: searched over 1 and 3)")
     parser.add_argument("--dropout", action="store_true", help="hidden/attention dropout on")
     parser.add_argument("--grad-reduce-dtype", choices=("fp32", "bf16", "fp16"), default="fp32",
@@ -147,6 +215,7 @@ def _plan_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 def _plan(args: argparse.Namespace) -> int:
     from gemmperf.training.planner import plan_training
 
+    _check_numbers(args)
     plan = plan_training(**_plan_kwargs(args))
     if args.json:
         print_json(plan.to_dict())
@@ -191,6 +260,7 @@ def _print_plan(plan: Any) -> None:
 def _budget(args: argparse.Namespace) -> int:
     from gemmperf.training.budget import compute_optimal
 
+    _check_numbers(args)
     result = compute_optimal(
         gpu=args.gpu, flops=args.flops, gpu_hours=args.gpu_hours, energy_mwh=args.energy_mwh,
         usd=args.usd, price_per_gpu_hour=args.price, law=args.law, num_gpus=args.num_gpus,
@@ -236,44 +306,22 @@ def _with_interval(value: float, interval: Any, fmt: str = ".3g") -> str:
     return text
 
 
+# Options only one kind of whatif sweep uses: given to the other, they would be ignored.
+_PLAN_SWEEP_ONLY = ("tokens", "num_gpus", "global_batch_tokens")
+_BUDGET_SWEEP_ONLY = ("gpu_hours", "usd", "law")
+
+
 def _whatif(args: argparse.Namespace) -> int:
-    rows: list[dict[str, Any]] = []
-    if args.arch:
-        from gemmperf.training.config import load_arch
-        from gemmperf.training.planner import plan_training
+    _check_numbers(args)
+    for dest in ("gpu", "dtype"):
+        if not getattr(args, dest):
+            raise PlanError(f"--{dest} needs at least one name (comma-separated)")
+    if args.plot:
+        from gemmperf.report import check_figure_path
 
-        if args.tokens is None:
-            raise PlanError("whatif with --arch needs --tokens")
-        if not args.num_gpus:
-            raise PlanError("whatif with --arch needs --num-gpus (a list is fine)")
-        arch = load_arch(args.arch)
-        for gpu, n, dtype in itertools.product(args.gpu, args.num_gpus, args.dtype):
-            try:
-                p = plan_training(arch, gpu=gpu, num_gpus=n, tokens=args.tokens,
-                                  seq_len=args.seq, global_batch_tokens=args.global_batch_tokens,
-                                  dtype=dtype, price_per_gpu_hour=args.price, pue=args.pue)
-            except PlanError as exc:
-                rows.append({"scenario": f"{gpu} x{n} {dtype}", "error": str(exc)})
-                continue
-            rows.append({"scenario": f"{gpu} x{n} {dtype}", "layout": p.parallelism.describe(),
-                         "mfu": p.mfu, "tokens_per_s_per_gpu": p.tokens_per_s_per_gpu,
-                         "days": p.days, "gpu_hours": p.gpu_hours, "energy_mwh": p.energy_mwh,
-                         "usd": p.usd})
-    else:
-        from gemmperf.training.budget import compute_optimal
-
-        budgets = [("gpu_hours", v) for v in args.gpu_hours or []] + \
-            [("usd", v) for v in args.usd or []]
-        if not budgets:
-            raise PlanError("whatif needs --arch and --tokens, or --gpu-hours/--usd lists")
-        for gpu, (kind, value), dtype in itertools.product(args.gpu, budgets, args.dtype):
-            r = compute_optimal(gpu=gpu, law=args.law, dtype=dtype, price_per_gpu_hour=args.price,
-                                pue=args.pue, **{kind: value})
-            p = r.plan
-            rows.append({"scenario": f"{gpu} {kind}={value:.3g} {dtype}",
-                         "params": r.arch_params, "tokens": r.tokens, "loss": r.loss,
-                         "days": p.days if p else None, "gpu_hours": p.gpu_hours if p else None,
-                         "energy_mwh": p.energy_mwh if p else None})
+        check_figure_path(args.plot)  # before the sweep: a typo must not cost the run
+    _check_sweep_options(args)
+    rows = _plan_sweep(args) if args.arch else _budget_sweep(args)
     if args.json:
         print_json(rows)
     else:
@@ -284,11 +332,72 @@ def _whatif(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_sweep_options(args: argparse.Namespace) -> None:
+    """Reject options the chosen sweep (plan with --arch, else budget) would silently ignore."""
+    if not args.arch and not (args.gpu_hours or args.usd):
+        raise PlanError("whatif needs --arch and --tokens, or --gpu-hours/--usd lists")
+    ignored = _BUDGET_SWEEP_ONLY if args.arch else _PLAN_SWEEP_ONLY
+    given = ["--" + d.replace("_", "-") for d in ignored if getattr(args, d) is not None]
+    if given:
+        mode = ("with --arch is a plan sweep, which does not use {} (budget sweeps, without "
+                "--arch, do)" if args.arch else "without --arch is a budget sweep, which does "
+                "not use {} (plan sweeps, with --arch, do)")
+        raise PlanError(f"whatif {mode.format(', '.join(given))}; drop "
+                        f"{'it' if len(given) == 1 else 'them'}")
+
+
+def _plan_sweep(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """One plan of --arch per (GPU, cluster size, dtype); a failing scenario is a row too."""
+    from gemmperf.training.config import load_arch
+    from gemmperf.training.planner import plan_training
+
+    if args.tokens is None:
+        raise PlanError("whatif with --arch needs --tokens")
+    if not args.num_gpus:
+        raise PlanError("whatif with --arch needs --num-gpus (a list is fine)")
+    arch = load_arch(args.arch)
+    rows: list[dict[str, Any]] = []
+    for gpu, n, dtype in itertools.product(args.gpu, args.num_gpus, args.dtype):
+        try:
+            p = plan_training(arch, gpu=gpu, num_gpus=n, tokens=args.tokens,
+                              seq_len=args.seq, global_batch_tokens=args.global_batch_tokens,
+                              dtype=dtype, price_per_gpu_hour=args.price, pue=args.pue)
+        except PlanError as exc:
+            rows.append({"scenario": f"{gpu} x{n} {dtype}", "error": str(exc)})
+            continue
+        rows.append({"scenario": f"{gpu} x{n} {dtype}", "layout": p.parallelism.describe(),
+                     "mfu": p.mfu, "tokens_per_s_per_gpu": p.tokens_per_s_per_gpu,
+                     "days": p.days, "gpu_hours": p.gpu_hours, "energy_mwh": p.energy_mwh,
+                     "usd": p.usd})
+    return rows
+
+
+def _budget_sweep(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The compute-optimal model of each (GPU, budget, dtype)."""
+    from gemmperf.training.budget import compute_optimal
+
+    budgets = [("gpu_hours", v) for v in args.gpu_hours or []] + \
+        [("usd", v) for v in args.usd or []]
+    seq = {} if args.seq is None else {"seq_len": args.seq}
+    rows: list[dict[str, Any]] = []
+    for gpu, (kind, value), dtype in itertools.product(args.gpu, budgets, args.dtype):
+        r = compute_optimal(gpu=gpu, law=args.law or "epoch", dtype=dtype,
+                            price_per_gpu_hour=args.price, pue=args.pue, **seq, **{kind: value})
+        p = r.plan
+        rows.append({"scenario": f"{gpu} {kind}={value:.3g} {dtype}",
+                     "params": r.arch_params, "tokens": r.tokens, "loss": r.loss,
+                     "days": p.days if p else None, "gpu_hours": p.gpu_hours if p else None,
+                     "energy_mwh": p.energy_mwh if p else None})
+    return rows
+
+
 def _plot(rows: list[dict[str, Any]], path: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from gemmperf.report import save_figure
 
     ok = [r for r in rows if "error" not in r and r.get("days") is not None]
     if not ok:
@@ -301,9 +410,11 @@ def _plot(rows: list[dict[str, Any]], path: str) -> None:
     axes[1].set_xlabel("energy (MWh, incl. PUE)")
     axes[1].set_yticklabels([])
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    print(f"wrote {path}")
+    try:
+        written = save_figure(fig, path, dpi=120)  # an OS error is one line too
+    finally:
+        plt.close(fig)
+    print(f"wrote {written}")
 
 
 def _archs(args: argparse.Namespace) -> int:

@@ -37,6 +37,7 @@ from gemmperf.training.scaling import (
 
 TARGET_DAYS = 30.0      # default wall-clock when the cluster size is not given
 MAX_ITERATIONS = 8
+MAX_WIDTH = 65536       # widest hidden size arch_for_size tries (bounds the sizes it can build)
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,8 @@ def arch_for_size(target: float, law: str | ScalingLaw = "epoch", *, seq_len: in
     r = architecture_recipe()
     head_dim, step = r["head_dim"], r["width_round_to"]
     scored: list[tuple[float, int, int]] = []
-    for width in range(step, 65536 + 1, step):
+    too_deep = False  # at the widest width: the target needs more layers than the recipe allows
+    for width in range(step, MAX_WIDTH + 1, step):
         heads = width // head_dim
         kv = math.gcd(heads, r["kv_heads"])
         ffn = int(round(r["ffn_multiplier"] * width / r["ffn_round_to"]) * r["ffn_round_to"])
@@ -118,12 +120,19 @@ def arch_for_size(target: float, law: str | ScalingLaw = "epoch", *, seq_len: in
         else:  # DeepSeek M: 6 x matmul weights + 12 x seq x attention width, per layer
             per_layer, base = 6 * (layer_params - 2 * width) + 12 * seq_len * heads * head_dim, 0
         layers = round((target - base) / per_layer)
-        if layers < 1 or not r["aspect_ratio_min"] <= width / layers <= r["aspect_ratio_max"]:
+        too_deep = layers >= 1 and width / layers < r["aspect_ratio_min"]
+        if layers < 1 or too_deep or width / layers > r["aspect_ratio_max"]:
             continue
         size = base + layers * per_layer
         score = abs(math.log(size / target)) \
             + 0.02 * abs(math.log(width / layers / r["aspect_ratio_target"]))
         scored.append((score, width, layers))
+    if not scored and too_deep:
+        # The width range ends, so the largest size is bounded: say so rather than "too small".
+        deepest = int(MAX_WIDTH // r["aspect_ratio_min"])
+        raise PlanError(f"no {law.key}-size {target:.3g} decoder fits the width/depth recipe "
+                        f"(the budget is too large: the recipe's largest decoder is {deepest} "
+                        f"layers x {MAX_WIDTH} wide)")
     if not scored:
         raise PlanError(f"no {law.key}-size {target:.3g} decoder fits the width/depth recipe "
                         "(the budget is too small for a 128k-vocabulary model)")
@@ -172,6 +181,8 @@ def compute_optimal(*, gpu: str | GpuSpec | None = None, flops: float | None = N
         raise PlanError(f"the {kind} budget must be a positive number, got {value!r}")
     if kind == "usd" and (not price_per_gpu_hour or price_per_gpu_hour <= 0):
         raise PlanError("a dollar budget needs a positive price per GPU-hour (--price)")
+    _check_budget_options(num_gpus=num_gpus, tokens_per_param=tokens_per_param,
+                          inference_tokens=inference_tokens, seq_len=seq_len)
     if kind != "flops" and gpu is None:
         raise PlanError(f"a {kind} budget needs a GPU to convert it to FLOPs")
     law_obj = get_law(law)
@@ -237,6 +248,23 @@ def compute_optimal(*, gpu: str | GpuSpec | None = None, flops: float | None = N
         law=law_obj.key, budget=budget, flops=c, optimum=opt, arch=arch, arch_params=n_arch,
         tokens=tokens, loss=loss, plan=plan, batch=batch_guidance(c, loss=loss, law=law_obj.key),
         achieved_law_flops_per_gpu_s=achieved, notes=tuple(notes))
+
+
+def _check_budget_options(*, num_gpus: int | None, tokens_per_param: float | None,
+                          inference_tokens: float | None, seq_len: int) -> None:
+    """Reject nonsense settings before the solver runs (it would take or round them silently)."""
+    if num_gpus is not None and (isinstance(num_gpus, bool) or not isinstance(num_gpus, int)
+                                 or num_gpus < 1):
+        raise PlanError(f"num_gpus must be a positive integer, got {num_gpus!r}")
+    if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1:
+        raise PlanError(f"seq_len must be a positive integer, got {seq_len!r}")
+    if tokens_per_param is not None and not (math.isfinite(tokens_per_param)
+                                             and tokens_per_param > 0):
+        raise PlanError(f"tokens_per_param must be a positive number, got {tokens_per_param!r}")
+    if inference_tokens is not None and not (math.isfinite(inference_tokens)
+                                             and inference_tokens >= 0):
+        raise PlanError(f"inference_tokens must be a non-negative number, got "
+                        f"{inference_tokens!r}")
 
 
 def _first_guess(spec: GpuSpec | None, gpu_seconds: float | None, dtype: str) -> float:

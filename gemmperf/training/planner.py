@@ -197,6 +197,23 @@ def _resolve_gpu(gpu: str | GpuSpec) -> GpuSpec:
     return gpu if isinstance(gpu, GpuSpec) else get_gpu(gpu)
 
 
+def _positive_number(value: Any) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value) and value > 0)
+
+
+def _check_optional_count(**values: int | None) -> None:
+    """Each value is None (chosen by the planner) or a positive integer.
+
+    Checked up front because the layout search reads a falsy degree as "not fixed": 0 would
+    silently mean "searched" and a negative interleaving depth would shrink the bubble.
+    """
+    for name, value in values.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < 1):
+            raise PlanError(f"{name} must be a positive integer (or None), got {value!r}")
+
+
 def plan_training(arch: str | Path | TransformerArch | dict[str, Any], *, gpu: str | GpuSpec,
                   num_gpus: int, tokens: float, seq_len: int | None = None,
                   global_batch_tokens: int | None = None, dtype: str = "bf16",
@@ -232,13 +249,19 @@ def plan_training(arch: str | Path | TransformerArch | dict[str, Any], *, gpu: s
         raise PlanError(f"num_gpus must be a positive integer, got {num_gpus!r}")
     if not (isinstance(tokens, (int, float)) and math.isfinite(tokens) and tokens > 0):
         raise PlanError(f"tokens must be a positive number, got {tokens!r}")
+    _check_optional_count(tp=tp, pp=pp, ep=ep, micro_batch=micro_batch,
+                          virtual_stages=virtual_stages, seq_len=seq_len,
+                          global_batch_tokens=global_batch_tokens)
+    if price_per_gpu_hour is not None and not _positive_number(price_per_gpu_hour):
+        raise PlanError(f"price_per_gpu_hour must be a positive number, got "
+                        f"{price_per_gpu_hour!r}")
     try:
         peak = spec.peak(peak_key(dtype))
     except KeyError:
         raise PlanError(f"{spec.name} has no {dtype} tensor-core path") from None
     system = system or SystemSpec.for_gpu(spec)
     if pue is not None:
-        if pue < 1.0:
+        if not (isinstance(pue, (int, float)) and math.isfinite(pue) and pue >= 1.0):
             raise PlanError(f"PUE is at least 1.0, got {pue}")
         system = SystemSpec(**{**asdict(system), "pue": float(pue)})
     notes: list[str] = []
@@ -246,7 +269,7 @@ def plan_training(arch: str | Path | TransformerArch | dict[str, Any], *, gpu: s
         seq_len = int(_preset_training(arch).get("seq_len") or 4096)
         if arch.max_position_embeddings:
             seq_len = min(seq_len, arch.max_position_embeddings)
-    if seq_len < 1:
+    if seq_len < 1:  # a preset's max_position_embeddings of 0
         raise PlanError("seq_len must be positive")
     kernel = resolve_attention(spec, attention, flash_attention)
     reduce_dtype = canonical_dtype(grad_reduce_dtype)

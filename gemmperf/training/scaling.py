@@ -186,6 +186,10 @@ def optimum(flops: float, law: str | ScalingLaw = "epoch", *,
         raise PlanError(f"compute budget must be a positive number of FLOPs, got {flops!r}")
     if tokens_per_param is not None and inference_tokens is not None:
         raise PlanError("give tokens_per_param or inference_tokens, not both")
+    # Checked before any law's closed form: the DeepSeek one takes a square root of it.
+    if tokens_per_param is not None and not (math.isfinite(tokens_per_param)
+                                             and tokens_per_param > 0):
+        raise PlanError("tokens_per_param must be positive")
     c = law.constants
     common = {"law": law.key, "flops": float(flops), "params_counted": law.params_counted,
               "source": law.source}
@@ -222,8 +226,6 @@ def optimum(flops: float, law: str | ScalingLaw = "epoch", *,
                                     f"{UNCERTAINTY_SAMPLES} independent normal draws (seed "
                                     f"{seed}); 10th-90th percentiles"}
     if tokens_per_param is not None:
-        if tokens_per_param <= 0:
-            raise PlanError("tokens_per_param must be positive")
         n = math.sqrt(flops / (6.0 * tokens_per_param))
         d = tokens_per_param * n
         return ScalingOptimum(mode="fixed_ratio", n_params=n, tokens=d,
