@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from gemmperf.errors import DataFormatError
+from gemmperf.errors import DataFormatError, GemmperfError
 
 SCHEMA_VERSION = 1
 
@@ -184,19 +184,48 @@ def params_frame(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(parsed, index=frame.index)
 
 
+class RecordsPathError(GemmperfError, OSError):
+    """A records folder or file that cannot be created or appended to (a file is in the way,
+    no permission, ...)."""
+
+
+def check_records_folder(path: str | os.PathLike[str], *, label: str | None = None) -> None:
+    """Raise :class:`RecordsPathError` when ``path`` cannot be (or become) a folder because
+    it, or a folder above it, is a file. Creates nothing (a dry run must leave no trace).
+
+    ``label`` names the path in the message (e.g. ``"--out afile"``).
+    """
+    path = Path(path)
+    label = label or str(path)
+    for existing in (path, *path.parents):
+        if existing.exists():
+            if existing.is_dir():
+                return
+            if existing == path:
+                raise RecordsPathError(f"{label} is a file; give a folder")
+            raise RecordsPathError(f"{label}: {existing} is a file, so it cannot hold a folder")
+
+
 class RecordWriter:
     """Append-only JSONL writer: one record per line, flushed as soon as it is written.
 
     A process killed at any moment leaves at most one torn last line; opening the file again
     trims that torn tail (with a warning) before appending, so the file stays valid JSONL.
     ``fsync=True`` also survives power loss, at the cost of a disk sync per record.
+    A path that cannot be written raises :class:`RecordsPathError` before any byte is written.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, fsync: bool = False) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        _trim_torn_tail(self.path)
-        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        check_records_folder(self.path.parent)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            _trim_torn_tail(self.path)
+            self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - see close()
+        except OSError as exc:  # permissions, a folder named like the file, a full disk
+            raise RecordsPathError(
+                f"{self.path}: cannot append records ({exc.strerror or exc})"
+            ) from exc
         self._fsync = fsync
         self.written = 0
 

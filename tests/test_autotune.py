@@ -198,3 +198,54 @@ def test_local_step_flips_the_tunable_the_priors_rank_against():
     # within one try per tunable, and S=1 is the target's best.
     assert steps[0] == int(np.argmin(prior))
     assert min(guided.measured.values()) == pytest.approx(truth.min())
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI: contradictions between the flags and the replay file are one-line errors
+
+
+@pytest.fixture(scope="module")
+def small_replay(xgemm, tmp_path_factory):
+    path = tmp_path_factory.mktemp("cli_replay") / "synthetic_3090.jsonl"
+    write_synthetic_recording(path, xgemm, "rtx-3090", count=20)
+    return path
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--gpu", "h100"], "--gpu h100-sxm, but {path} was recorded on rtx-3090"),
+    (["--dtype", "bf16"], "--dtype bf16, but {path} holds 4096x4096x4096 f32 records"),
+    (["--m", "1024", "--n", "1024", "--k", "1024", "--dtype", "f32"],
+     "has no records of 1024x1024x1024 f32; it holds 4096x4096x4096 f32"),
+    (["--per-round", "0"], "--per-round must be at least 1, got 0"),
+    (["--seed", "-1"], "--seed must be at least 0, got -1"),
+])
+def test_replay_contradictions_are_one_line_errors(capsys, small_replay, extra, message):
+    from gemmperf.cli import main
+
+    code = main(["autotune", "--replay", str(small_replay), "--budget", "2", "--strategy",
+                 "random", *extra])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert err.startswith("gemmperf: error:") and message.format(path=small_replay) in err
+
+
+def test_replay_accepts_flags_that_agree_with_the_file(capsys, small_replay):
+    from gemmperf.cli import main
+
+    code = main(["autotune", "--replay", str(small_replay), "--budget", "2", "--strategy",
+                 "random", "--gpu", "rtx-3090", "--dtype", "float32", "--json"])
+    assert code == 0, capsys.readouterr().err
+    assert json.loads(capsys.readouterr().out)["gpu"] == "rtx-3090"
+
+
+def test_autotune_out_that_is_a_file_is_one_line(capsys, tmp_path):
+    from gemmperf.cli import main
+
+    afile = tmp_path / "afile"
+    afile.write_text("keep me\n")
+    code = main(["autotune", "--backend", "fake", "--gpu", "rtx-4070", "--family", "tiled",
+                 "--m", "256", "--n", "256", "--k", "256", "--dtype", "f32", "--budget", "1",
+                 "--strategy", "random", "--out", str(afile)])
+    err = capsys.readouterr().err
+    assert code == 2 and err == f"gemmperf: error: --out {afile} is a file; give a folder\n"
+    assert afile.read_text() == "keep me\n"

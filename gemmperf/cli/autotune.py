@@ -70,6 +70,11 @@ def _replay_setup(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]:
             raise GemmperfError(f"{args.replay}: give --gpu (the file names "
                                 f"{', '.join(recording.gpus) or 'no known GPU'})")
         gpu = get_gpu(recording.gpus[0])
+    elif recording.gpus and gpu.key not in recording.gpus:
+        # The model would predict one GPU while the file plays another: the result means nothing.
+        raise GemmperfError(f"--gpu {gpu.key}, but {args.replay} was recorded on "
+                            f"{', '.join(recording.gpus)}: drop --gpu or replay that GPU's file")
+    _check_replay_dtype(args, space.problem)
     import numpy as np
 
     measurer = ReplayMeasurer(recording, noise=args.replay_noise,
@@ -77,13 +82,27 @@ def _replay_setup(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]:
     return space, problem_from_args(args, fallback=space.problem), gpu, measurer
 
 
+def _check_replay_dtype(args: argparse.Namespace, recorded: Any) -> None:
+    """--dtype without --m/--n/--k would be ignored (the file's problem is used): refuse one
+    that differs from what the file recorded. With --m/--n/--k the file lookup matches it."""
+    if args.dtype is None:
+        return
+    from gemmperf.problem import canonical_dtype
+
+    if canonical_dtype(args.dtype) != recorded.dtype:
+        raise GemmperfError(f"--dtype {args.dtype}, but {args.replay} holds "
+                            f"{recorded.m}x{recorded.n}x{recorded.k} {recorded.dtype} records")
+
+
 def _collector_setup(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]:
     from gemmperf.cli.recommend import _space_and_problem
     from gemmperf.hardware.specs import get_gpu
+    from gemmperf.records import check_records_folder
     from gemmperf.tune.measure import CollectorMeasurer
 
     if not args.gpu:
         raise GemmperfError("give --gpu")
+    check_records_folder(args.out, label=f"--out {args.out}")  # before any measurement
     gpu = get_gpu(args.gpu)
     if not (args.family or args.space):
         raise GemmperfError("give --family (or --space FILE, or --replay FILE)")
@@ -119,6 +138,10 @@ def run_autotune(args: argparse.Namespace) -> int:
 
     if args.budget < 1:
         raise GemmperfError(f"--budget must be at least 1, got {args.budget}")
+    if args.per_round < 1:  # autotune() calls it batch, which is another option here
+        raise GemmperfError(f"--per-round must be at least 1, got {args.per_round}")
+    if args.seed < 0:  # numpy seeds must be non-negative
+        raise GemmperfError(f"--seed must be at least 0, got {args.seed}")
     setup = _replay_setup if args.replay else _collector_setup
     space, problem, gpu, measurer = setup(args)
     model = load_model_arg(args) if args.strategy == "model" else None

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
 import shlex
 import signal
 import sys
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +115,50 @@ def _failures(text: str | None) -> Any:
         ) from None
 
 
+def _check_number(option: str, value: float | None, low: float, *, strict: bool) -> None:
+    """Raise unless ``value`` (None: not given) is a finite number >= ``low`` (> when strict)."""
+    if value is None:
+        return
+    if not (math.isfinite(value) and (value > low if strict else value >= low)):
+        raise GemmperfError(f"{option} must be a number {'>' if strict else '>='} {low:g}, "
+                            f"got {value:g}")
+
+
+def check_numbers(args: argparse.Namespace) -> None:
+    """Reject out-of-range numeric options before anything runs: a bad value must not end up
+    in records (a negative fake latency failed every config as a launch error, and resume then
+    skipped those configs for good)."""
+    for option, value, low, strict in (
+        ("--min-window-ms", args.min_window_ms, 0, True),
+        ("--power-window-ms", args.power_window_ms, 0, True),
+        ("--min-repeats", args.min_repeats, 1, False),
+        ("--warmup", args.warmup, 0, False),
+        ("--max-minutes", args.max_minutes, 0, True),
+        ("--power-limit", args.power_limit, 0, True),
+        ("--fake-latency-ms", args.fake_latency_ms, 0, False),
+        ("--device", args.device, 0, False),
+        ("--ray-workers", args.ray_workers, 1, False),
+    ):
+        _check_number(option, value, low, strict=strict)
+    if args.lock_clocks is not None:
+        _check_lock_clocks(args)
+
+
+def _check_lock_clocks(args: argparse.Namespace) -> None:
+    """--lock-clocks is positive and, on the fake, at most the simulated GPU's boost clock.
+    A real GPU's own maximum is checked when the sweep applies the lock (before any record)."""
+    from gemmperf.collect.control import check_clock_lock
+
+    spec = None
+    if args.backend == "fake":
+        from gemmperf.hardware.specs import get_gpu
+
+        spec = get_gpu(args.gpu)  # unknown GPU: one line with suggestions
+    check_clock_lock(args.lock_clocks, spec.boost_clock_mhz if spec else None,
+                     label="--lock-clocks", gpu=spec.key if spec else "this GPU",
+                     limit="boost clock")
+
+
 def build_job(args: argparse.Namespace) -> Any:
     """The :class:`~gemmperf.collect.runner.SweepJob` the arguments describe."""
     from gemmperf.collect.backend import backend_names
@@ -120,7 +168,10 @@ def build_job(args: argparse.Namespace) -> Any:
     from gemmperf.collect.sweep import SweepOptions
     from gemmperf.collect.timing import TimingSettings
     from gemmperf.problem import canonical_dtype
+    from gemmperf.records import check_records_folder
 
+    check_numbers(args)
+    check_records_folder(args.out, label=f"--out {args.out}")
     families = _split(args.kernels)
     unknown = [f for f in families if f not in backend_names()]
     if unknown:
@@ -160,7 +211,26 @@ def _resume_hint(args: argparse.Namespace) -> str:
     return f"to resume, run {command} again (configs already in {args.out} are skipped)"
 
 
+@contextlib.contextmanager
+def one_line_warnings() -> Iterator[None]:
+    """Print each warning as one ``gemmperf: warning:`` line (not Python's two-line format
+    with a source line), as soon as it is raised: resume's skipped lines, a trimmed torn tail."""
+
+    def show(message: Warning | str, *rest: object, **kwargs: object) -> None:
+        print(f"gemmperf: warning: {message}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        warnings.showwarning = show
+        yield
+
+
 def _sweep(args: argparse.Namespace) -> int:
+    with one_line_warnings():
+        return _run_sweep(args)
+
+
+def _run_sweep(args: argparse.Namespace) -> int:
     from gemmperf.collect.runner import estimate_job, run_job, run_ray
 
     job = build_job(args)

@@ -7,12 +7,25 @@ efficiency. Both need root on most systems. The applied values are recorded with
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 from typing import Any
 
-from gemmperf.collect.nvml import PowerSensor
+from gemmperf.collect.nvml import PowerSensor, SensorUnsupported
 from gemmperf.errors import GemmperfError
+
+
+def check_clock_lock(
+    mhz: float, max_mhz: float | None, *, label: str = "clock lock", gpu: str = "this GPU",
+    limit: str = "maximum SM clock",
+) -> None:
+    """Raise unless the SM clock can be locked to ``mhz``: positive and, when the GPU's
+    ``limit`` (``max_mhz``) is known, not above it. ``label`` names the value in the message."""
+    if not mhz > 0:
+        raise GemmperfError(f"{label} must be a positive SM clock in MHz, got {mhz:g}")
+    if max_mhz is not None and mhz > max_mhz:
+        raise GemmperfError(f"{label} {mhz:g} MHz is above {gpu}'s {limit} of {max_mhz:g} MHz")
 
 
 class DeviceControl:
@@ -22,6 +35,10 @@ class DeviceControl:
     SIGTERM (turned into KeyboardInterrupt while the context is active); further signals are
     ignored while restoring so that a second Ctrl-C cannot leave the GPU locked. ``kill -9``
     cannot be caught: reset with ``nvidia-smi -rgc`` and ``nvidia-smi -pl <default>``.
+
+    A clock lock above the GPU's maximum SM clock is refused before anything is applied. The
+    maximum comes from the sensor's optional ``max_sm_clock_mhz()`` (NVML's own figure), else
+    from ``max_clock_mhz`` (the spec's boost clock); with neither, only positivity is checked.
     """
 
     def __init__(
@@ -30,15 +47,20 @@ class DeviceControl:
         *,
         lock_clocks_mhz: int | None = None,
         power_limit_w: float | None = None,
+        max_clock_mhz: float | None = None,
     ) -> None:
         self.sensor = sensor
         self.lock_clocks_mhz = lock_clocks_mhz
         self.power_limit_w = power_limit_w
+        self.max_clock_mhz = max_clock_mhz
         self._clocks_locked = False
         self._previous_limit_w: float | None = None
         self._previous_sigterm: Any = None
 
     def __enter__(self) -> DeviceControl:
+        if self.lock_clocks_mhz is not None:
+            max_mhz, limit = self._max_clock()
+            check_clock_lock(self.lock_clocks_mhz, max_mhz, limit=limit)
         self._install_sigterm()
         try:
             if self.power_limit_w is not None:
@@ -60,6 +82,14 @@ class DeviceControl:
 
     def __exit__(self, *exc: object) -> None:
         self.restore()
+
+    def _max_clock(self) -> tuple[float | None, str]:
+        """The highest SM clock the GPU runs at, and what that figure is."""
+        read = getattr(self.sensor, "max_sm_clock_mhz", None)  # optional sensor method
+        if read is not None:
+            with contextlib.suppress(SensorUnsupported):
+                return float(read()), "maximum SM clock"
+        return self.max_clock_mhz, "boost clock"
 
     def restore(self) -> None:
         """Undo what was applied (idempotent, signal-shielded)."""

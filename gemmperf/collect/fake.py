@@ -254,6 +254,8 @@ class FakeBackend:
         latency_s: float = 0.0,
         seed: int | None = None,
     ) -> None:
+        if not latency_s >= 0:  # a negative sleep would fail every config as a launch error
+            raise ValueError(f"latency must be >= 0 s, got {latency_s}")
         self.device = device or FakeDevice(seed=seed or 0)
         self.family = simulate
         self.failures = failures or FailureRates()
@@ -342,6 +344,9 @@ class FakePowerSensor:
 
     def sm_clock_mhz(self) -> float:
         return self.device.locked_sm_clock_mhz or self.device.spec.boost_clock_mhz
+
+    def max_sm_clock_mhz(self) -> float:
+        return self.device.spec.boost_clock_mhz  # the fake never clocks above its boost
 
     def mem_clock_mhz(self) -> float:
         raise SensorUnsupported("memory clock: the fake device has no memory clock model")

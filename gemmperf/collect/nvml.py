@@ -200,6 +200,14 @@ class NvmlSensor:
         nvml = self._nvml
         return float(self._call("SM clock", nvml.nvmlDeviceGetClockInfo, nvml.NVML_CLOCK_SM))
 
+    def max_sm_clock_mhz(self) -> float:
+        """Highest SM clock the GPU supports (bounds a clock lock)."""
+        nvml = self._nvml
+        query = getattr(nvml, "nvmlDeviceGetMaxClockInfo", None)
+        if query is None:
+            raise SensorUnsupported("maximum SM clock: these NVML bindings cannot query it")
+        return float(self._call("maximum SM clock", query, nvml.NVML_CLOCK_SM))
+
     def mem_clock_mhz(self) -> float:
         nvml = self._nvml
         return float(self._call("memory clock", nvml.nvmlDeviceGetClockInfo, nvml.NVML_CLOCK_MEM))

@@ -44,6 +44,12 @@ def _spec(key: str | None) -> Any:
         return None
 
 
+def _setting_fields(lock_clocks_mhz: int | None, power_limit_w: float | None) -> dict[str, Any]:
+    """The device settings every record states (null: left as the driver set it). They are
+    measurement conditions, so resume keys include them (``sweep.CONDITION_FIELDS``)."""
+    return {"locked_sm_clock_mhz": lock_clocks_mhz, "power_limit_setting_w": power_limit_w}
+
+
 def real_rig(
     families: Iterable[str],
     *,
@@ -71,10 +77,13 @@ def real_rig(
         family: create_backend(family, device=info, **(backend_options or {}))
         for family in families
     }
+    spec = _spec(info.gpu_key)
     control = None
     if lock_clocks_mhz is not None or power_limit_w is not None:
+        # The spec's boost clock bounds the lock only where NVML cannot tell the maximum.
         control = DeviceControl(
-            sensor, lock_clocks_mhz=lock_clocks_mhz, power_limit_w=power_limit_w
+            sensor, lock_clocks_mhz=lock_clocks_mhz, power_limit_w=power_limit_w,
+            max_clock_mhz=spec.boost_clock_mhz if spec is not None else None,
         )
     return Rig(
         device=info,
@@ -82,9 +91,9 @@ def real_rig(
         backends=backends,
         meter=PowerMeter(sensor, power) if power is not None else None,
         source="sweep",
-        spec=_spec(info.gpu_key),
+        spec=spec,
         control=control,
-        fields={"locked_sm_clock_mhz": lock_clocks_mhz},
+        fields=_setting_fields(lock_clocks_mhz, power_limit_w),
     )
 
 
@@ -137,5 +146,5 @@ def fake_rig(
         source="fake",
         spec=device.spec,
         control=control,
-        fields={"seed": seed, "locked_sm_clock_mhz": lock_clocks_mhz},
+        fields={"seed": seed, **_setting_fields(lock_clocks_mhz, power_limit_w)},
     )

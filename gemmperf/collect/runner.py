@@ -13,7 +13,6 @@ files in place and the next merge finishes it; resume already skips what any fil
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import socket
@@ -24,21 +23,17 @@ from pathlib import Path
 from typing import Any
 
 from gemmperf.collect.rig import Rig, fake_rig, real_rig
-from gemmperf.collect.space import (
-    PlanItem,
-    Shape,
-    Shard,
-    SweepPlan,
-    make_problems,
-    record_item_key,
-)
+from gemmperf.collect.space import PlanItem, Shape, Shard, SweepPlan, make_problems
 from gemmperf.collect.sweep import (
+    DoneSet,
     SweepOptions,
     SweepSummary,
-    done_digest,
     load_done,
     output_file,
+    record_digest,
+    run_conditions,
     run_sweep,
+    stored_rows,
 )
 from gemmperf.errors import GemmperfError
 
@@ -164,7 +159,8 @@ def _config_gpu_seconds(t: float, options: SweepOptions) -> float:
 
 def estimate(plan: SweepPlan, rig: Rig, options: SweepOptions) -> PlanEstimate:
     """Count the plan and estimate its GPU time from the roofline (no kernel runs)."""
-    done = load_done(options.out_dir) if options.resume else set()
+    done = load_done(options.out_dir) if options.resume else DoneSet()
+    conditions = run_conditions(rig, options)
     configs = invalid = skipped = 0
     seconds = 0.0
     pending: list[PlanItem] = []
@@ -177,7 +173,7 @@ def estimate(plan: SweepPlan, rig: Rig, options: SweepOptions) -> PlanEstimate:
         return total
 
     for item in plan:
-        if done and done_digest(rig.device.name, item.key) in done:
+        if done and done.has(rig.device.name, item.key, conditions):
             skipped += 1
             continue
         configs += 1
@@ -207,41 +203,26 @@ def _ray_worker(job: SweepJob, index: int) -> dict[str, Any]:
 
 def merge_shard_files(out_dir: Path, sources: Sequence[Path], dest: Path | None = None) -> int:
     """Append the records of ``sources`` to ``dest`` (default ``records.jsonl``), skipping any
-    (device, problem, config) already there, then delete the sources. Returns records added."""
+    (device, problem, config, conditions) already there, then delete the sources. Returns
+    records added. Only exact duplicates are dropped: a config measured under other conditions
+    (another clock lock, say) is another measurement and is kept."""
     from gemmperf.records import RecordWriter
 
     dest = dest or Path(out_dir) / "records.jsonl"
     seen: set[bytes] = set()
-
-    def digest(row: dict[str, Any]) -> bytes | None:
-        key = record_item_key(row)
-        return None if key is None else done_digest(str(row.get("device_name")), key)
-
     if dest.exists():
-        with open(dest, encoding="utf-8") as f:
-            for line in f:
-                try:
-                    d = digest(json.loads(line))
-                except json.JSONDecodeError:
-                    continue
-                if d is not None:
-                    seen.add(d)
+        seen.update(d for d in map(record_digest, stored_rows(dest)) if d is not None)
     added = 0
     with RecordWriter(dest) as writer:
         for source in sources:
-            with open(source, encoding="utf-8") as f:
-                for line in f:
-                    try:
-                        row = json.loads(line)
-                    except json.JSONDecodeError:
-                        continue  # torn last line of a killed worker
-                    d = digest(row)
-                    if d is not None and d in seen:
-                        continue
-                    if d is not None:
-                        seen.add(d)
-                    writer.write(row)
-                    added += 1
+            for row in stored_rows(source):  # a torn last line: the config a worker had in flight
+                d = record_digest(row)
+                if d is not None and d in seen:
+                    continue
+                if d is not None:
+                    seen.add(d)
+                writer.write(row)
+                added += 1
     for source in sources:
         os.remove(source)
     return added

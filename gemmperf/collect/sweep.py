@@ -4,9 +4,12 @@ Durability: records go to an append-only JSONL file through
 :class:`~gemmperf.records.RecordWriter`, one line per config, flushed as it is written. A
 ``kill -9`` loses at most the config in flight (a torn last line is trimmed on the next open).
 Resume (on by default) reads every ``*.jsonl`` in the output folder and skips a config whose
-(device name, problem, config key) already has a record, so a resumed sweep writes no
-duplicates. Shards split the plan by a stable hash of (problem, config), the same on every
-machine, so the union of ``--shard 1/n`` ... ``n/n`` is exactly the unsharded sweep.
+(device name, problem, config key, measurement conditions) already has a record, so a resumed
+sweep writes no duplicates while a rerun under other conditions (:data:`CONDITION_FIELDS`: clock
+lock, power limit, L2 flush) measures again. A line that is not JSON is skipped with a warning
+(its config counts as not done); a torn last line is the config that was in flight. Shards
+split the plan by a stable hash of (problem, config), the same on every machine, so the union
+of ``--shard 1/n`` ... ``n/n`` is exactly the unsharded sweep.
 
 Failures are records too: ``invalid`` (rejected before launch, with the backend's reason),
 ``compile_error``, ``launch_error``, ``timeout`` and ``wrong_result`` (measured, but the output
@@ -22,8 +25,9 @@ import hashlib
 import json
 import sys
 import time
+import warnings
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,27 +86,137 @@ def output_file(out_dir: Path, shard: Shard, *, tag: str = "shard") -> Path:
     return Path(out_dir) / f"records.{tag}-{shard.index + 1}-of-{shard.count}.jsonl"
 
 
-def done_digest(device_name: str, key: str) -> bytes:
-    """Compact resume key: 16-byte digest of (device name, item key)."""
-    return hashlib.blake2b(f"{device_name}|{key}".encode(), digest_size=16).digest()
+# Record fields that state the conditions a config was measured under (the rig's clock lock and
+# power limit settings, the timing's L2 flush). They are part of the resume key: the same config
+# under another condition is another measurement. Precision settings (window, repeats, warm-up)
+# are not conditions: a rerun with a longer window does not redo a finished sweep.
+CONDITION_FIELDS = ("locked_sm_clock_mhz", "power_limit_setting_w", "l2_flush")
+# A condition a record does not state matches any value: a field missing from the record
+# (written before the field existed, or by another tool) or an l2_flush of null (never timed).
+# Resuming older records therefore skips exactly what it skipped before.
+ANY = "*"
+# Configs that failed before any launch: their outcome does not depend on the conditions.
+NEVER_LAUNCHED = ("invalid", "compile_error")
+MAX_BAD_LINES_NAMED = 3  # line numbers quoted per file in the corrupt-line warning
 
 
-def load_done(out_dir: Path) -> set[bytes]:
+def _condition_text(value: Any) -> str:
+    """Canonical text of a condition value (the CLI's 1000 and JSON's 1000.0 are one clock)."""
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
+    if isinstance(value, (int, float)):
+        return repr(float(value))
+    return json.dumps(str(value))
+
+
+def run_conditions(rig: Rig, options: SweepOptions) -> tuple[str, ...]:
+    """Condition texts of the records ``rig`` writes under ``options`` (see CONDITION_FIELDS)."""
+    values = {**rig.fields, "l2_flush": options.timing.l2_flush}
+    return tuple(_condition_text(values.get(name)) for name in CONDITION_FIELDS)
+
+
+def record_conditions(row: Mapping[str, Any]) -> tuple[str, ...]:
+    """Condition texts a stored record states, :data:`ANY` where it states none."""
+    if row.get("status") in NEVER_LAUNCHED:
+        return (ANY,) * len(CONDITION_FIELDS)
+    out = []
+    for name in CONDITION_FIELDS:
+        unstated = name not in row or (name == "l2_flush" and row[name] is None)
+        out.append(ANY if unstated else _condition_text(row[name]))
+    return tuple(out)
+
+
+def done_digest(device_name: str, key: str, conditions: Sequence[str] = ()) -> bytes:
+    """Compact resume key: 16-byte digest of (device name, item key, condition texts)."""
+    text = f"{device_name}|{key}|{','.join(conditions)}"
+    return hashlib.blake2b(text.encode(), digest_size=16).digest()
+
+
+def record_digest(row: Mapping[str, Any]) -> bytes | None:
+    """:func:`done_digest` of a stored record as it stands (None: no problem or config)."""
+    key = record_item_key(row)
+    if key is None:
+        return None
+    return done_digest(str(row.get("device_name")), key, record_conditions(row))
+
+
+class DoneSet:
+    """Resume keys of recorded configs (memory ~100 B per record: one digest each).
+
+    A record that leaves conditions unstated is stored under that pattern (``ANY`` in those
+    places); a lookup tries each pattern seen (a handful), with the run's conditions filled in.
+    """
+
+    def __init__(self) -> None:
+        self._digests: set[bytes] = set()
+        self._patterns: set[tuple[bool, ...]] = set()  # True where a condition is ANY
+
+    def __len__(self) -> int:
+        return len(self._digests)
+
+    def add(self, row: Mapping[str, Any]) -> None:
+        """Count the config of stored record ``row`` as done (rows without one are ignored)."""
+        digest = record_digest(row)
+        if digest is not None:
+            self._digests.add(digest)
+            self._patterns.add(tuple(c == ANY for c in record_conditions(row)))
+
+    def has(self, device_name: str, key: str, conditions: Sequence[str]) -> bool:
+        """Is item ``key`` recorded on ``device_name`` under ``conditions`` (or unstated ones)?"""
+        for pattern in self._patterns:
+            filled = [ANY if any_ else c for any_, c in zip(pattern, conditions, strict=True)]
+            if done_digest(device_name, key, filled) in self._digests:
+                return True
+        return False
+
+
+def stored_rows(path: Path) -> Iterator[dict[str, Any]]:
+    """The records of JSONL file ``path``, streamed, for resume and merges.
+
+    Like :func:`gemmperf.records.iter_jsonl` but lenient: a line that is not a JSON object is
+    skipped with one warning per file naming its line numbers (``gemmperf train`` rejects such a
+    file, so the user should know). A torn last line (no newline: a writer killed mid-line) is
+    the config that was in flight; it is skipped silently, and the next
+    :class:`~gemmperf.records.RecordWriter` on the file trims it with its own warning.
+    """
+    bad: list[int] = []
+    # errors="replace": a corrupt byte must not hide the records after it (as in iter_jsonl).
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                row = None
+                if not line.endswith("\n"):
+                    continue  # only the last line can lack its newline
+            if isinstance(row, dict):
+                yield row
+            else:
+                bad.append(number)
+    if bad:
+        warnings.warn(_bad_lines_message(path, bad), stacklevel=2)
+
+
+def _bad_lines_message(path: Path, bad: list[int]) -> str:
+    named = ", ".join(str(n) for n in bad[:MAX_BAD_LINES_NAMED])
+    more = len(bad) - MAX_BAD_LINES_NAMED
+    where = f"line {named}" if len(bad) == 1 else f"lines {named}" + (
+        f" and {more} more" if more > 0 else "")
+    return (f"{path}: skipped {where}: not a JSON record (its config counts as not done; "
+            "remove the line, gemmperf train rejects the file)")
+
+
+def load_done(out_dir: Path) -> DoneSet:
     """Resume keys of every record in ``out_dir/*.jsonl`` (streamed: memory ~ 100 B/record)."""
-    done: set[bytes] = set()
+    done = DoneSet()
     out_dir = Path(out_dir)
     if not out_dir.is_dir():
         return done
     for path in sorted(out_dir.glob("*.jsonl")):
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a torn last line: that config was in flight, so it is not done
-                key = record_item_key(row) if isinstance(row, dict) else None
-                if key is not None:
-                    done.add(done_digest(str(row.get("device_name")), key))
+        for row in stored_rows(path):
+            done.add(row)
     return done
 
 
@@ -284,18 +398,18 @@ def run_sweep(
     shard = getattr(plan, "shard", Shard())
     out_file = Path(options.out_dir) / (options.file_name or output_file(Path(), shard).name)
     summary = SweepSummary(out_file=out_file)
-    done = load_done(options.out_dir) if options.resume else set()
-    device_name = rig.device.name
+    done = load_done(options.out_dir) if options.resume else DoneSet()
+    device_name, conditions = rig.device.name, run_conditions(rig, options)
+
+    def is_done(item: PlanItem) -> bool:
+        return bool(done) and done.has(device_name, item.key, conditions)
 
     def todo() -> Iterable[PlanItem]:
-        for item in plan:
-            if done and done_digest(device_name, item.key) in done:
-                continue
-            yield item
+        return (item for item in plan if not is_done(item))
 
     for item in plan:
         summary.planned += 1
-        if done and done_digest(device_name, item.key) in done:
+        if is_done(item):
             summary.skipped += 1
     total = summary.planned - summary.skipped
     deadline = None if options.max_minutes is None else started + 60.0 * options.max_minutes

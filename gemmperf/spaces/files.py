@@ -85,10 +85,16 @@ def _select_problem(df: pd.DataFrame, problem: GemmProblem | None, label: str) -
 
 
 def _shapes(df: pd.DataFrame) -> str:
+    # r["dtype"], not r.dtype: on a row Series the attribute is the Series' own dtype (object).
     shapes = (df[["m", "n", "k", "dtype"]].drop_duplicates().head(4)
-              .apply(lambda r: f"{int(r.m)}x{int(r.n)}x{int(r.k)} {r.dtype}", axis=1).tolist())
+              .apply(lambda r: f"{int(r.m)}x{int(r.n)}x{int(r.k)} {_dtype_text(r['dtype'])}",
+                     axis=1).tolist())
     more = len(df[["m", "n", "k", "dtype"]].drop_duplicates()) - len(shapes)
     return ", ".join(shapes) + (f" and {more} more" if more > 0 else "")
+
+
+def _dtype_text(dtype: Any) -> str:
+    return dtype if isinstance(dtype, str) else "(dtype not recorded)"
 
 
 def problem_of(df: pd.DataFrame) -> GemmProblem:
