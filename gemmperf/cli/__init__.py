@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 from collections.abc import Sequence
+from typing import NoReturn
 
 from gemmperf.errors import GemmperfError
 
@@ -27,8 +29,22 @@ COMMAND_MODULES = (
 )
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, like every other gemmperf error (argparse
+    prints the whole usage block first); subcommand parsers inherit the class."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"gemmperf: error: {message} (`{self.prog} --help` lists the options)\n")
+
+
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str,
+                      lineno: int, line: str | None = None) -> str:
+    """A warning as the CLI prints it: ``gemmperf: note: ...`` (no source file and line)."""
+    return f"gemmperf: note: {message}\n"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="gemmperf",
         description="Measure, model and predict GEMM runtime, power and energy on NVIDIA GPUs.",
     )
@@ -42,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    warnings.formatwarning = _one_line_warning
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
