@@ -137,3 +137,45 @@ def test_clocks_json(capsys):
     assert doc["clock_mhz"] < doc["boost_clock_mhz"]
     assert doc["time_cost"] >= 1.0 and 0 < doc["energy_saving"] < 1
     assert len(doc["curve"]) > 10
+
+
+def test_explain_answers_even_when_every_config_is_pruned(capsys):
+    # An f16 GEMM for the SGEMM-only blocked family: nothing to rank, the reasons are the answer,
+    # grouped by cause (not by kernel name) with each example naming its kernel.
+    argv = ["recommend", "--gpu", "gtx-titan-x", "--m", "256", "--n", "256", "--k", "256",
+            "--dtype", "f16", "--family", "blocked", "--explain", "--examples", "2"]
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and "all 160 pruned (reasons above)" in err and "see --explain" not in err
+    assert "160  the kernel is an SGEMM" in out and out.count("e.g. blocked_sgemm<") == 2
+    code, out, _ = run(capsys, *argv, "--json")
+    doc = json.loads(out)
+    assert code == 2 and doc["recommendations"] == [] and doc["pruned"]["total"] == 160
+    assert len(doc["pruned"]["by_reason"]) == 1
+
+
+def test_cutlass_on_a_gpu_its_python_interface_cannot_plan_for_is_one_line(capsys):
+    pytest.importorskip("cutlass_library")
+    code, _, err = run(capsys, "recommend", "--gpu", "gtx-titan-x", "--m", "256", "--n", "256",
+                       "--k", "256", "--dtype", "f32", "--family", "cutlass")
+    assert code == 2 and err.count("\n") == 1 and "plans no GEMM for sm_52" in err
+
+
+def test_argument_errors_are_one_line_too(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["recommend", "--gpu", "h100", "--objective", "speed"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1
+    assert "invalid choice: 'speed'" in err and "`gemmperf recommend --help`" in err
+
+
+def test_clocks_prices_the_boost_clock_as_recommend_does(capsys):
+    # One config, one energy at the boost clock: clocks scales the DVFS curve to the model's
+    # power for the config recommend ranks first.
+    code, out, _ = run(capsys, "clocks", *XGEMM, "--family", "clblast_xgemm", "--json")
+    clock = json.loads(out)
+    code2, out2, _ = run(capsys, "recommend", *XGEMM, "--dtype", "f32", "--family",
+                         "clblast_xgemm", "--top", "1", "--json")
+    top = json.loads(out2)["recommendations"][0]
+    assert code == code2 == 0
+    assert clock["energy_j"] / (1 - clock["energy_saving"]) == pytest.approx(top["energy_j"],
+                                                                             rel=1e-6)

@@ -15,7 +15,7 @@ import warnings
 from typing import Any
 
 from gemmperf.cli._output import format_cell, print_json, print_table
-from gemmperf.errors import InvalidProblemError
+from gemmperf.errors import InvalidConfigError, InvalidProblemError
 from gemmperf.problem import GemmProblem
 
 
@@ -158,6 +158,15 @@ def run_recommend(args: argparse.Namespace) -> int:
         check_figure_path(args.plot)   # before the ranking, so a typo costs no run
     gpu = get_gpu(args.gpu)
     space, problem = _space_and_problem(args, gpu)
+    if space.candidates.empty and args.explain:   # nothing to rank: the reasons are the answer
+        pruned = explain_pruned(space, args.examples)
+        if args.json:
+            print_json({"gpu": gpu.key, "space": space.summary(), "recommendations": [],
+                        "pruned": pruned})
+        else:
+            _print_pruned(pruned)
+        raise InvalidConfigError(f"{space.name} has no valid configuration for this problem on "
+                                 f"{gpu.key}: all {len(space.pruned):,} pruned (reasons above)")
     model = model_for_family(load_model_arg(args), space.family)
     ranked = rank_space(space, problem, gpu, model, objective=args.objective)
     top = ranked.head(args.top)
@@ -246,13 +255,24 @@ def _print_recommendations(doc: dict[str, Any], top: Any, tunables: list[str],
         print(f"default config (rank {d['rank']}): {d['runtime_s'] * 1e3:.4g} ms predicted "
               f"[{d['source']}]")
     if "pruned" in doc:
-        print(f"\npruned {doc['pruned']['total']:,} configs:")
-        for group in doc["pruned"]["by_reason"]:
-            print(f"  {group['count']:>7,}  {group['reason']}")
-            for example in group["examples"]:
-                print(f"           e.g. {example['explanation']}")
+        print()
+        _print_pruned(doc["pruned"])
     if "plot" in doc:
         print(f"wrote {doc['plot']}")
+
+
+def _print_pruned(pruned: dict[str, Any]) -> None:
+    """The ``--explain`` groups; an example's config is named where its explanation alone
+    would repeat another's (reasons that quote no tunable values)."""
+    print(f"pruned {pruned['total']:,} configs:")
+    for group in pruned["by_reason"]:
+        print(f"  {group['count']:>7,}  {group['reason']}")
+        texts = [example["explanation"] for example in group["examples"]]
+        for example, text in zip(group["examples"], texts, strict=True):
+            if texts.count(text) > 1:
+                config = " ".join(f"{k}={v}" for k, v in example["config"].items())
+                text = f"{config}: {text}" if config else text
+            print(f"           e.g. {text}")
 
 
 def run_clocks(args: argparse.Namespace) -> int:
@@ -287,14 +307,17 @@ def run_clocks(args: argparse.Namespace) -> int:
         row.update({c: best[c] for c in ("tile_m", "tile_n", "tile_k", "threads_per_block")
                     if c in best.index and best[c] == best[c]})
         runtime, fraction = float(best["runtime_s"]), float(best["roofline_fraction"])
+        power_at_boost = float(best["power_w"])   # what recommend reports for this config
         config_note = f"best predicted {args.family} config (rank 1)"
     roof = roofline_frame(pd.DataFrame([row]), gpu).iloc[0]
     if not args.family:
+        power_at_boost = None   # the DVFS model's own power at the boost clock
         runtime = float(roof["estimate_s"])
         fraction = float(roof["lower_bound_s"] / runtime)
     answer = recommend_clock(gpu, runtime_s=runtime, compute_s=float(roof["tile_compute_time_s"]),
                              memory_s=float(roof["tile_memory_time_s"]),
-                             roofline_fraction=fraction, objective=objective)
+                             roofline_fraction=fraction, objective=objective,
+                             power_at_boost_w=power_at_boost)
     doc = answer.to_dict()
     doc["config"] = config_note
     doc["calibration"] = "own" if answer.calibrated else "generic (mean of calibrated GPUs)"

@@ -223,6 +223,10 @@ def plan_cc(cutlass: Any, cc: int, kernel_cc: int) -> int:
     """
     from cutlass_library import SharedMemPerCC
 
+    if cc not in SharedMemPerCC and kernel_cc not in SharedMemPerCC:   # e.g. Maxwell's sm_50
+        raise BackendUnavailableError(
+            f"the CUTLASS Python interface plans no GEMM for sm_{cc}: its shared-memory table "
+            f"covers sm_{min(SharedMemPerCC)} to sm_{max(SharedMemPerCC)}")
     return cc if cc in SharedMemPerCC else kernel_cc
 
 

@@ -15,6 +15,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+import pandas as pd
+
 from gemmperf._paths import data_dir
 from gemmperf.errors import BackendUnavailableError, DataFormatError
 from gemmperf.hardware.specs import GpuSpec
@@ -89,12 +91,21 @@ def backend_space(family: str, problem: GemmProblem, gpu: GpuSpec) -> Space:
             f"GEMM on {gpu.key} ({gpu.sm_arch})")
     reasons = [backend.invalid_reason(problem, c) for c in configs]
     frame, names = frame_from_configs(configs, reasons)
+    explainer = None
     if family in ("tiled", "blocked"):
         from gemmperf.collect import kernel_space
 
+        kernels = [kernel_space.kernel_name(c) for c in configs]
         # The template instantiation, as the sweep records it in kernel_name.
-        frame.insert(1, "kernel_name", [kernel_space.kernel_name(c) if r is None else None
-                                        for c, r in zip(configs, reasons, strict=True)])
+        frame.insert(1, "kernel_name", [k if r is None else None
+                                        for k, r in zip(kernels, reasons, strict=True)])
+        # Reasons open with the kernel's name: without it, configs pruned for one cause group
+        # together (summary, --explain); the named text stays each config's explanation.
+        named = pd.Series(list(reasons), index=frame.index, dtype=object)
+        frame["reason"] = [r.replace(k, "the kernel", 1) if r else r
+                           for k, r in zip(kernels, reasons, strict=True)]
+        explainer = lambda rows: named.loc[rows.index].tolist()  # noqa: E731
     space = Space(family=family, name=f"{family} ({gpu.key}, {gpu.sm_arch})", frame=frame,
-                  param_names=names, description=f"{family} kernel family of the collector")
+                  param_names=names, description=f"{family} kernel family of the collector",
+                  explainer=explainer)
     return resolve_default(space, family_defaults(family))
