@@ -28,3 +28,11 @@ def test_demo_table_names_the_sections(capsys):
     assert "Roofline of common training GEMMs" in text
     assert "Recommended clblast_xgemm configs" in text
     assert "Training plan:" in text and "Budget:" in text
+
+
+def test_demo_with_a_dtype_some_gpus_lack_leaves_them_out_and_says_so(capsys):
+    assert main(["demo", "--dtype", "fp8", "--json"]) == 0
+    captured = capsys.readouterr()
+    gpus = {row["gpu"] for row in json.loads(captured.out)["roofline"]}
+    assert "a100-sxm4-80gb" not in gpus and "h100-sxm" in gpus
+    assert "A100 SXM4 80GB left out: no fp8 math path" in captured.err

@@ -145,6 +145,10 @@ def test_cli_option_errors(tmp_path, capsys):
     assert run_cli("kernel-tuner", str(CUTLASS_V2), "--problem-size", "4096x4096", "-o",
                    str(out)) == 2
     assert "--problem-size must be MxNxK" in capsys.readouterr().err
+    assert run_cli("cutlass-profiler", str(CUTLASS_V2), "--problem-size", "64x64x64", "-o",
+                   str(out)) == 2
+    assert "--problem-size is for Kernel Tuner caches" in capsys.readouterr().err
+    assert not out.exists()
     assert run_cli("cutlass-profiler", str(CUTLASS_V3), "--gpu", "a=b", "--gpu", "c",
                    "-o", str(out)) == 2
     assert "--gpu takes one GPU for all rows" in capsys.readouterr().err

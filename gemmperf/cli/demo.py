@@ -8,8 +8,10 @@ Each section is one library call; nothing here is a measurement.
 from __future__ import annotations
 
 import argparse
+import sys
 
 from gemmperf.cli._output import print_json, print_table
+from gemmperf.errors import InvalidProblemError
 from gemmperf.hardware.specs import get_gpu
 from gemmperf.problem import GemmProblem
 from gemmperf.recommend import recommend
@@ -42,8 +44,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def roofline_section(dtype: str) -> list[dict]:
     """Roofline bound and tile-aware estimate of the demo shapes on the demo GPUs."""
     rows = []
-    for gpu_name in DEMO_GPUS:
-        gpu = get_gpu(gpu_name)
+    key = GemmProblem(1, 1, 1, dtype=dtype).peak_key
+    gpus = [get_gpu(name) for name in DEMO_GPUS]
+    able = [gpu for gpu in gpus if key in gpu.peak_flops or (
+        key == "fp16_acc16" and "fp16" in gpu.peak_flops)]   # GpuSpec.peak's fallback
+    if not able:
+        raise InvalidProblemError(f"none of the demo GPUs has a {dtype} math path")
+    if len(able) < len(gpus):   # e.g. fp8 without the A100: say which GPUs are left out
+        left_out = ", ".join(gpu.name for gpu in gpus if gpu not in able)
+        print(f"gemmperf: note: {left_out} left out: no {dtype} math path", file=sys.stderr)
+    for gpu in able:
         for label, m, n, k in DEMO_SHAPES:
             problem = GemmProblem(m, n, k, dtype=dtype)
             est = roofline(problem, gpu)

@@ -88,10 +88,13 @@ def run(args: argparse.Namespace) -> int:
             f"{out_path}: unknown output format (use {', '.join(OUTPUT_SUFFIXES)})"
         )
     gpu = parse_gpu_override(args.gpu)
+    problem_size = parse_problem_size(args.problem_size)
+    if problem_size is not None and args.source != "kernel-tuner":
+        raise DataFormatError(f"--problem-size is for Kernel Tuner caches (import kernel-tuner); "
+                              f"{args.source} files state their own shapes")
     kwargs: dict[str, Any] = {"gpu": gpu}
     if args.source == "kernel-tuner":
-        frame = import_kernel_tuner(args.files, problem_size=parse_problem_size(args.problem_size),
-                                    **kwargs)
+        frame = import_kernel_tuner(args.files, problem_size=problem_size, **kwargs)
     elif args.source == "cutlass-profiler":
         frame = import_cutlass_profiler(args.files, device_name=args.device_name, **kwargs)
     elif args.source == "table":
