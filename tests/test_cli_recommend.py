@@ -88,6 +88,7 @@ def test_recommend_table_from_a_space_file(capsys, recording):
     (["clocks", *XGEMM, "--family", "clblast_xgemm", "--objective", "time"],
      "clocks answers --objective energy or edp"),
     (["clocks", *XGEMM, "--model", "/nonexistent.npz"], "--model needs --family"),
+    (["recommend", *XGEMM, "--space", "/nonexistent.json"], "--space /nonexistent.json: no such"),
 ])
 def test_cli_errors_are_one_line_with_exit_2(capsys, argv, message):
     code, _, err = run(capsys, *argv)

@@ -121,6 +121,12 @@ def _space_and_problem(args: argparse.Namespace, gpu: Any) -> tuple[Any, GemmPro
     from gemmperf.spaces import file_space, get_space
 
     if getattr(args, "space", None):
+        from pathlib import Path
+
+        from gemmperf.errors import DataFormatError
+
+        if not Path(args.space).exists():   # before asking for a dtype the file might supply
+            raise DataFormatError(f"--space {args.space}: no such file")
         hint = problem_from_args(args) if args.m is not None else None
         space, _ = file_space(args.space, problem=hint, gpu=gpu)
         return space, problem_from_args(args, fallback=space.problem)
