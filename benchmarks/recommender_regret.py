@@ -5,8 +5,10 @@ GPUs' caches, then on the held-out GPU's space (the configs its cache lists; mea
 only used to score):
 
 - zero-shot: top-1 regret of `gemmperf recommend` = measured time of the pick / best measured
-  time; also for a ranking-oriented alternative (ExtraTrees on log(t / best t) per GPU, the same
-  features, GPUs weighted equally) with --rank-model;
+  time, and the best measured time among its top 5 and top 16 (top 16: NVIDIA
+  nvMatmulHeuristics' measure, ~96 % of exhaustive search claimed); also for a ranking-oriented
+  alternative (ExtraTrees on log(t / best t) per GPU, the same features, GPUs weighted equally)
+  with --rank-model;
 - autotune replay: the cache plays the GPU; budget B measurements for the model-guided strategy,
   random search and greedy local search (Kernel Tuner's greedy_ils idea), each over S seeds.
   Regret after b measurements = recorded time of the config with the lowest *measured* time so
@@ -108,11 +110,12 @@ def main(argv: list[str] | None = None) -> int:
         recorded = recording.frame["runtime_s"]
         best = float(recorded.min())
         ranked = rank_space(space, problem, gpu, model)
-        top = ranked.index[:5]
+        top = ranked.index[:16]
         entry = {"train_gpus": sorted(train["gpu"].unique()), "fit_s": round(fit_s, 1),
                  "configs": len(space.candidates),
                  "zero_shot_top1": float(recorded[top[0]] / best),
-                 "zero_shot_best_of_top5": float(recorded[top].min() / best),
+                 "zero_shot_best_of_top5": float(recorded[top[:5]].min() / best),
+                 "zero_shot_best_of_top16": float(recorded[top].min() / best),
                  "default_regret": None if space.default_id is None
                  else float(recorded[space.default_id] / best)}
         if args.rank_model:
@@ -166,13 +169,15 @@ def main(argv: list[str] | None = None) -> int:
 def _markdown(results: dict, strategies: list[str]) -> str:
     """The results as a markdown table (for the README)."""
     budget, longest = results["budget"], results["curve_budget"]
-    head = ["held-out GPU", "zero-shot top-1", "best of top-5", "CLBlast default",
+    head = ["held-out GPU", "zero-shot top-1", "best of top-5", "best of top-16",
+            "CLBlast default",
             *(f"{s} @{budget}" for s in strategies)]
     if longest > budget and "model" in strategies:
         head.append(f"model @{longest}")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for gpu, e in results["gpus"].items():
         cells = [gpu, f"{e['zero_shot_top1']:.3f}", f"{e['zero_shot_best_of_top5']:.3f}",
+                 f"{e['zero_shot_best_of_top16']:.3f}",
                  f"{e['default_regret']:.2f}" if e["default_regret"] else "-"]
         cells += [f"{e[s]['median']:.3f} ({100 * e[s]['share_within_1pct']:.0f} %)"
                   for s in strategies]
@@ -185,19 +190,23 @@ def _markdown(results: dict, strategies: list[str]) -> str:
     lines.append("")
     lines.append(f"Regret = measured time of the pick / best measured time. Autotune: replay "
                  f"{noise} run-to-run noise, median over {results['seeds']} seeds (share of "
-                 "seeds within 1 %). Train on two GPUs, test on the third.")
+                 "seeds within 1 %). Train on two GPUs, test on the third. Best of top-16: "
+                 "the best measured time among the 16 highest-ranked configs, the measure of "
+                 "NVIDIA nvMatmulHeuristics' ~96 % claim (regret 1.04).")
     return "\n".join(lines) + "\n"
 
 
 def _print_table(results: dict, strategies: list[str]) -> None:
     budget = results["budget"]
     longest = results["curve_budget"]
-    head = f"{'held-out GPU':16s} {'zero-shot':>9s} {'top-5':>7s} {'default':>8s}" + "".join(
+    head = f"{'held-out GPU':16s} {'zero-shot':>9s} {'top-5':>7s} {'top-16':>7s} " \
+        f"{'default':>8s}" + "".join(
         f" {s + f'@{budget}':>14s}" for s in strategies) + (
         f" {'model@' + str(longest):>14s}" if longest > budget and "model" in strategies else "")
     print("\n" + head)
     for gpu, e in results["gpus"].items():
         line = f"{gpu:16s} {e['zero_shot_top1']:9.3f} {e['zero_shot_best_of_top5']:7.3f} " \
+               f"{e['zero_shot_best_of_top16']:7.3f} " \
                f"{e['default_regret'] or float('nan'):8.3f}"
         for s in strategies:
             line += f" {e[s]['median']:7.3f} ({100 * e[s]['share_within_1pct']:3.0f}%)"
