@@ -37,6 +37,7 @@ analogues' disagreement in quadrature. ``analogy=False`` turns it off.
 from __future__ import annotations
 
 import functools
+import json
 import warnings
 
 import numpy as np
@@ -46,6 +47,7 @@ from sklearn.base import BaseEstimator
 from sklearn.ensemble import ExtraTreesRegressor, RandomForestRegressor
 from sklearn.utils.validation import check_is_fitted
 
+from gemmperf._paths import data_dir
 from gemmperf.errors import DataFormatError, InvalidConfigError
 from gemmperf.features import (
     CATEGORICAL_FEATURES,
@@ -89,8 +91,8 @@ class Predictor(BaseEstimator):
     for kernel families the energy rows covered, else from runtime x power (the energy ensemble
     has never seen how, say, a GEMM's runtime depends on its config).
 
-    No runtime (point or bound) is predicted below the fastest training row's
-    (``runtime_floor_s_``): far below the measured shapes the trees only extrapolate.
+    No runtime (point or bound) is predicted below :func:`call_floor_s`, a kernel call's
+    fixed cost.
 
     Parameters are stored untouched (scikit-learn contract); learned state ends in ``_``.
     """
@@ -146,7 +148,6 @@ class Predictor(BaseEstimator):
         self.expert_interval_scale_: dict[str, float] = {}
         self.analogues_: dict[str, dict[str, list[str]]] = {}
         self.reference_rows_: dict[str, dict[str, dict[str, list]]] = {}
-        self.runtime_floor_s_: float | None = None
         # Its own stream, so that sampling reference rows leaves the calibration draws as they were.
         reference_rng = np.random.default_rng(
             None if self.random_state is None else (self.random_state, 1))
@@ -165,8 +166,6 @@ class Predictor(BaseEstimator):
             if self.experts_[target]:
                 self.expert_interval_scale_[target] = expert_scale
             self.n_train_[target] = int(ok.sum())
-            if target == "runtime":
-                self.runtime_floor_s_ = float(values[ok].min())
             self.gpus_[target] = sorted(pd.unique(gpus))
             self.kernels_[target] = kernels_by_family(features, ok)
             families = features.categorical["family"][ok]
@@ -335,11 +334,11 @@ class Predictor(BaseEstimator):
             out[name] = np.exp(center + base)
             out[name + "_lo"] = np.exp(center - half + base)
             out[name + "_hi"] = np.exp(center + half + base)
-        floor = getattr(self, "runtime_floor_s_", None)
-        if floor and "runtime_s" in out:
-            # Nothing runs faster than the fastest call measured: trees extrapolate a GEMM far
-            # below the training shapes by the smallest ones' ratio to the roofline bound, which
-            # for 1x1x1 gives 0.1 ns against the ~5 us of a measured kernel call.
+        if "runtime_s" in out:
+            # A kernel call costs at least its fixed launch-and-setup time; far below the
+            # measured shapes the trees only extrapolate the ratio to a roofline bound that
+            # vanishes (a 1x1x1 GEMM came out at 0.13 ns).
+            floor = call_floor_s()
             for suffix in ("", "_lo", "_hi"):
                 np.maximum(out["runtime_s" + suffix], floor, out=out["runtime_s" + suffix])
         if {"runtime_s", "power_w"} <= set(out):
@@ -390,6 +389,20 @@ class Predictor(BaseEstimator):
         features = build_features(X)
         trees = self.forests_[target].predict_trees(self._matrix(features))
         return trees + features.log_base[target][None, :]
+
+
+@functools.lru_cache(maxsize=1)
+def call_floor_s() -> float:
+    """The smallest runtime a prediction takes: the least fixed per-call cost ``t0`` that
+    ``data/training_calibration.json`` fitted to measured library-GEMM tables (3.4 us, the A40's
+    in Vidur's data; the fastest call measured in ../shared/data takes 5 us). A constant, not the
+    training rows' minimum: a faster GPU runs its configs faster than any measured elsewhere."""
+    path = data_dir() / "training_calibration.json"
+    try:
+        doc = json.loads(path.read_text())
+        return min(float(entry["params"]["t0_s"]) for entry in doc["gemm"])
+    except (OSError, KeyError, TypeError, ValueError) as exc:
+        raise DataFormatError(f"{path}: no fixed per-call cost t0_s to read ({exc})") from exc
 
 
 @functools.lru_cache(maxsize=16)

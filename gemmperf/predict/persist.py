@@ -149,7 +149,6 @@ def _metadata(model: Predictor, arrays: Mapping[str, np.ndarray],
         "targets": list(model.forests_),
         "interval_scale": dict(model.interval_scale_),
         "gpu_level_sd": dict(model.gpu_level_sd_),
-        "runtime_floor_s": getattr(model, "runtime_floor_s_", None),
         "gpus": {t: list(v) for t, v in model.gpus_.items()},
         "kernels": {t: {f: list(k) for f, k in v.items()} for t, v in model.kernels_.items()},
         "families": {t: list(v) for t, v in getattr(model, "families_", {}).items()},
@@ -239,8 +238,6 @@ def _rebuild(path: Path, arrays: Mapping[str, np.ndarray], meta: Mapping[str, An
                                         for t in model.forests_ if model.experts_[t]}
         model.interval_scale_ = {t: float(meta["interval_scale"][t]) for t in model.forests_}
         model.gpu_level_sd_ = {t: float(meta["gpu_level_sd"][t]) for t in model.forests_}
-        floor = meta.get("runtime_floor_s")   # bundles before the floor have none
-        model.runtime_floor_s_ = None if floor is None else float(floor)
         model.gpus_ = {t: [str(g) for g in meta["gpus"][t]] for t in model.forests_}
         model.kernels_ = {t: {str(f): [str(k) for k in ks] for f, ks in meta["kernels"][t].items()}
                           for t in model.forests_}
