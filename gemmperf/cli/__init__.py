@@ -8,10 +8,11 @@ Errors the user can fix (:class:`~gemmperf.errors.GemmperfError`) print one line
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import NoReturn
 
 from gemmperf.errors import GemmperfError
@@ -37,10 +38,19 @@ class _OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"gemmperf: error: {message} (`{self.prog} --help` lists the options)\n")
 
 
-def _one_line_warning(message: Warning | str, category: type[Warning], filename: str,
-                      lineno: int, line: str | None = None) -> str:
-    """A warning as the CLI prints it: ``gemmperf: note: ...`` (no source file and line)."""
-    return f"gemmperf: note: {message}\n"
+@contextlib.contextmanager
+def one_line_warnings() -> Iterator[None]:
+    """Print each warning a command raises as one ``gemmperf: warning:`` line on stderr, as
+    soon as it is raised (resume's skipped lines, a trimmed torn tail), not in Python's
+    two-line format with a source line; the warning state is restored afterwards."""
+
+    def show(message: Warning | str, *rest: object, **kwargs: object) -> None:
+        print(f"gemmperf: warning: {message}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        warnings.showwarning = show
+        yield
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,14 +68,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    warnings.formatwarning = _one_line_warning
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        with one_line_warnings():
+            return int(args.func(args) or 0)
     except GemmperfError as exc:
         print(f"gemmperf: error: {exc}", file=sys.stderr)
         return 2

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import math
 import shlex
 import signal
 import sys
-import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -211,26 +208,7 @@ def _resume_hint(args: argparse.Namespace) -> str:
     return f"to resume, run {command} again (configs already in {args.out} are skipped)"
 
 
-@contextlib.contextmanager
-def one_line_warnings() -> Iterator[None]:
-    """Print each warning as one ``gemmperf: warning:`` line (not Python's two-line format
-    with a source line), as soon as it is raised: resume's skipped lines, a trimmed torn tail."""
-
-    def show(message: Warning | str, *rest: object, **kwargs: object) -> None:
-        print(f"gemmperf: warning: {message}", file=sys.stderr)
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("default")
-        warnings.showwarning = show
-        yield
-
-
 def _sweep(args: argparse.Namespace) -> int:
-    with one_line_warnings():
-        return _run_sweep(args)
-
-
-def _run_sweep(args: argparse.Namespace) -> int:
     from gemmperf.collect.runner import estimate_job, run_job, run_ray
 
     job = build_job(args)

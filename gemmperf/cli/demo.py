@@ -12,7 +12,7 @@ import sys
 
 from gemmperf.cli._output import print_json, print_table
 from gemmperf.errors import InvalidProblemError
-from gemmperf.hardware.specs import get_gpu
+from gemmperf.hardware.specs import GpuSpec, get_gpu
 from gemmperf.problem import GemmProblem
 from gemmperf.recommend import recommend
 from gemmperf.roofline import roofline
@@ -41,13 +41,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def _has_math_path(gpu: GpuSpec, key: str) -> bool:
+    """Whether ``gpu`` has the ``key`` math path (GpuSpec.peak, with its fallbacks)."""
+    try:
+        gpu.peak(key)
+    except KeyError:
+        return False
+    return True
+
+
 def roofline_section(dtype: str) -> list[dict]:
     """Roofline bound and tile-aware estimate of the demo shapes on the demo GPUs."""
     rows = []
     key = GemmProblem(1, 1, 1, dtype=dtype).peak_key
     gpus = [get_gpu(name) for name in DEMO_GPUS]
-    able = [gpu for gpu in gpus if key in gpu.peak_flops or (
-        key == "fp16_acc16" and "fp16" in gpu.peak_flops)]   # GpuSpec.peak's fallback
+    able = [gpu for gpu in gpus if _has_math_path(gpu, key)]
     if not able:
         raise InvalidProblemError(f"none of the demo GPUs has a {dtype} math path")
     if len(able) < len(gpus):   # e.g. fp8 without the A100: say which GPUs are left out

@@ -38,7 +38,7 @@ class DeviceControl:
 
     A clock lock above the GPU's maximum SM clock is refused before anything is applied. The
     maximum comes from the sensor's optional ``max_sm_clock_mhz()`` (NVML's own figure), else
-    from ``max_clock_mhz`` (the spec's boost clock); with neither, only positivity is checked.
+    from ``max_clock_mhz`` (a limit from the spec); with neither, only positivity is checked.
     """
 
     def __init__(
@@ -89,7 +89,7 @@ class DeviceControl:
         if read is not None:
             with contextlib.suppress(SensorUnsupported):
                 return float(read()), "maximum SM clock"
-        return self.max_clock_mhz, "boost clock"
+        return self.max_clock_mhz, "spec-derived SM clock limit"
 
     def restore(self) -> None:
         """Undo what was applied (idempotent, signal-shielded)."""

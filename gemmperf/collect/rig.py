@@ -15,6 +15,7 @@ from gemmperf.collect.backend import DeviceInfo, GemmBackend, create_backend
 from gemmperf.collect.control import DeviceControl
 from gemmperf.collect.power import PowerMeter, PowerSettings
 from gemmperf.collect.timing import EventTimer
+from gemmperf.hardware.specs import MAX_CLOCK_OVER_BOOST
 
 DEFAULT_POWER = PowerSettings()
 
@@ -80,10 +81,12 @@ def real_rig(
     spec = _spec(info.gpu_key)
     control = None
     if lock_clocks_mhz is not None or power_limit_w is not None:
-        # The spec's boost clock bounds the lock only where NVML cannot tell the maximum.
+        # Where NVML cannot tell the maximum, the limit a predicted clock has too (GPUs clock
+        # above their spec boost, so the boost itself would refuse real locks).
         control = DeviceControl(
             sensor, lock_clocks_mhz=lock_clocks_mhz, power_limit_w=power_limit_w,
-            max_clock_mhz=spec.boost_clock_mhz if spec is not None else None,
+            max_clock_mhz=MAX_CLOCK_OVER_BOOST * spec.boost_clock_mhz if spec is not None
+            else None,
         )
     return Rig(
         device=info,

@@ -197,7 +197,7 @@ def get_gpu(name: str | GpuSpec) -> GpuSpec:
 
 #: A locked SM clock above this multiple of the spec boost clock is taken for a typo. The
 #: highest clocks in ../shared/data are 1.12x the boost (RTX A4000 observed 1,752 MHz, boost
-#: 1,560) and 1.08x (GTX Titan X, 1,164 / 1,075); desktop parts opportunistically boost ~1.2x.
+#: 1,560) and 1.08x (GTX Titan X, 1,164 / 1,075); 1.5x leaves room for parts not in the data.
 MAX_CLOCK_OVER_BOOST = 1.5
 
 

@@ -37,7 +37,6 @@ analogues' disagreement in quadrature. ``analogy=False`` turns it off.
 from __future__ import annotations
 
 import functools
-import json
 import warnings
 
 import numpy as np
@@ -47,7 +46,6 @@ from sklearn.base import BaseEstimator
 from sklearn.ensemble import ExtraTreesRegressor, RandomForestRegressor
 from sklearn.utils.validation import check_is_fitted
 
-from gemmperf._paths import data_dir
 from gemmperf.errors import DataFormatError, InvalidConfigError
 from gemmperf.features import (
     CATEGORICAL_FEATURES,
@@ -397,12 +395,13 @@ def call_floor_s() -> float:
     ``data/training_calibration.json`` fitted to measured library-GEMM tables (3.4 us, the A40's
     in Vidur's data; the fastest call measured in ../shared/data takes 5 us). A constant, not the
     training rows' minimum: a faster GPU runs its configs faster than any measured elsewhere."""
-    path = data_dir() / "training_calibration.json"
+    from gemmperf.training.costmodel import calibration
+
     try:
-        doc = json.loads(path.read_text())
-        return min(float(entry["params"]["t0_s"]) for entry in doc["gemm"])
-    except (OSError, KeyError, TypeError, ValueError) as exc:
-        raise DataFormatError(f"{path}: no fixed per-call cost t0_s to read ({exc})") from exc
+        return min(float(entry["params"]["t0_s"]) for entry in calibration()["gemm"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DataFormatError(f"the training calibration has no fixed per-call cost t0_s "
+                              f"({exc})") from exc
 
 
 @functools.lru_cache(maxsize=16)

@@ -323,8 +323,8 @@ def config_record(spec: ParamSpaceSpec, values: Mapping[str, Any], gpu: Any = No
             if isinstance(value, bool) or not isinstance(value, (int, float))]
     if text:
         raise SpaceError(f"tunable(s) {', '.join(text)} of {spec.family} take numbers")
+    reason = check_values(spec, values, gpu)   # the default fills what values leave out
     full = {**(spec.default or {}), **values}
-    reason = check_values(spec, values if spec.default is None else full, gpu)
     if reason is not None:
         raise SpaceError(f"{spec.family} config: {reason} (tunables: "
                          f"{', '.join(spec.parameters)})")
