@@ -32,6 +32,9 @@ def test_round_trip_gives_identical_predictions(bundle, model):
     frame = xgemm_frame(40, seed=5)
     loaded = load_model(bundle)
     pd.testing.assert_frame_equal(loaded.predict(frame), model.predict(frame))
+    clocked = frame.assign(sm_clock_mhz=900.0)   # the clock transfer reads clocked_families_
+    pd.testing.assert_frame_equal(loaded.predict(clocked), model.predict(clocked))
+    assert loaded.clocked_families_ == model.clocked_families_
     assert loaded.get_params() == model.get_params()
 
 

@@ -58,6 +58,7 @@ from gemmperf.features import (
     build_features,
 )
 from gemmperf.predict.analogy import analogies, analogue_gpus, reference_rows
+from gemmperf.predict.clock_transfer import as_measured, clocked_families
 from gemmperf.predict.compact import CompactForest
 from gemmperf.predict.ensembles import tree_predictions
 from gemmperf.predict.training_data import (
@@ -180,6 +181,7 @@ class Predictor(BaseEstimator):
                 f"no target has {MIN_ROWS}+ rows with a positive value "
                 f"({', '.join(TARGET_COLUMNS[t] for t in self.targets)}): nothing to train on"
             )
+        self.clocked_families_ = clocked_families(X, features)
         self.training_data_ = training_summary(X, features, targets)
         return self
 
@@ -292,10 +294,14 @@ class Predictor(BaseEstimator):
             raise InvalidConfigError(f"unknown target(s) {', '.join(map(str, unknown))}; "
                                      f"targets are {', '.join(TARGETS)}")
         features = build_features(X)
-        matrix = self._matrix(features)
+        # Rows with a clock their family was never measured at: the trees see them as measured
+        # and the bases carry the clock (gemmperf.predict.clock_transfer).
+        clock = as_measured(X, features, getattr(self, "clocked_families_", None))
+        matrix = self._matrix(clock.tree_features if clock else features)
         chosen = [t for t in self.forests_ if targets is None or t in targets]
         shared, experts = tree_predictions(self, matrix, features, chosen)
         out: dict[str, np.ndarray] = {}
+        centers: dict[str, np.ndarray] = {}
         z_score = _normal_quantile(0.5 + self.interval / 2)
         for target in chosen:
             unseen = ~features.isin("gpu", self.gpus_[target])   # GPUs without target data
@@ -327,7 +333,9 @@ class Predictor(BaseEstimator):
                     level_sd = np.hypot(level_sd,
                                         CLOCK_SENSITIVITY[target] * features.log_clock_sd)
                 half = np.where(unseen, np.hypot(half, z_score * level_sd), half)
-            base = features.log_base[target]
+            centers[target] = center
+            base = clock.log_base(target, centers.get("runtime")) if clock \
+                else features.log_base[target]
             name = TARGET_COLUMNS[target]
             out[name] = np.exp(center + base)
             out[name + "_lo"] = np.exp(center - half + base)
@@ -385,8 +393,11 @@ class Predictor(BaseEstimator):
             raise InvalidConfigError(f"the model has no {target} ensemble "
                                      f"(has: {', '.join(self.forests_)})")
         features = build_features(X)
-        trees = self.forests_[target].predict_trees(self._matrix(features))
-        return trees + features.log_base[target][None, :]
+        clock = as_measured(X, features, getattr(self, "clocked_families_", None))
+        trees = self.forests_[target].predict_trees(
+            self._matrix(clock.tree_features if clock else features))
+        base = clock.log_base(target) if clock else features.log_base[target]
+        return trees + base[None, :]
 
 
 @functools.lru_cache(maxsize=1)

@@ -35,8 +35,8 @@ from gemmperf.predict.forest import Predictor
 
 BUNDLE_FORMAT = "gemmperf-model"
 #: Bump when the bundle layout changes; a bundle of another version is refused with a message.
-BUNDLE_VERSION = 3   # 2: per-GPU expert ensembles (``experts``); 3: analogues, reference rows,
-#                      families per target
+BUNDLE_VERSION = 4   # 2: per-GPU expert ensembles (``experts``); 3: analogues, reference rows,
+#                      families per target; 4: families trained with clocks (clock_transfer)
 DEFAULT_MODEL_NAME = "gemmperf-default.npz"
 _META = "__meta__"
 
@@ -152,6 +152,7 @@ def _metadata(model: Predictor, arrays: Mapping[str, np.ndarray],
         "gpus": {t: list(v) for t, v in model.gpus_.items()},
         "kernels": {t: {f: list(k) for f, k in v.items()} for t, v in model.kernels_.items()},
         "families": {t: list(v) for t, v in getattr(model, "families_", {}).items()},
+        "clocked_families": list(model.clocked_families_),
         "n_train": dict(model.n_train_),
         "training_data": list(model.training_data_),
         "trees": {t: {"trees": f.n_trees, "nodes": f.n_nodes} for t, f in model.forests_.items()},
@@ -243,6 +244,7 @@ def _rebuild(path: Path, arrays: Mapping[str, np.ndarray], meta: Mapping[str, An
                           for t in model.forests_}
         model.n_train_ = {t: int(meta["n_train"][t]) for t in model.forests_}
         model.families_ = {t: [str(f) for f in meta["families"][t]] for t in model.forests_}
+        model.clocked_families_ = [str(f) for f in meta["clocked_families"]]
         model.analogues_ = {t: {str(f): [str(g) for g in gs]
                                 for f, gs in meta["analogues"].get(t, {}).items()}
                             for t in model.forests_}
