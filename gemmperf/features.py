@@ -110,6 +110,8 @@ class FeatureSet:
     #: Per row, the standard deviation (log units) of the runtime base's clock where the row
     #: records none and the spec gives only a range (laptop parts); 0 elsewhere.
     log_clock_sd: np.ndarray | None = None
+    #: Per row, whether it records an SM or a memory clock (``sm_clock_mhz``, ``mem_clock_mhz``).
+    clock_recorded: np.ndarray | None = None
 
     @property
     def numeric(self) -> pd.DataFrame:
@@ -317,7 +319,7 @@ def build_features(frame: pd.DataFrame | Columns,
         operands = (m * k + k * nn) * batch * elem
         f["log_footprint_over_l2"] = _log(operands / g["l2"])
         f["clock_ratio"] = clock_ratio
-        f["mem_clock_mhz"] = numeric_column(cols, "mem_clock_mhz")
+        f["mem_clock_mhz"] = mem_clock = numeric_column(cols, "mem_clock_mhz")
 
     columns = np.empty((len(NUMERIC_FEATURES), n), dtype=np.float64)   # row j: feature j
     for j, name in enumerate(NUMERIC_FEATURES):
@@ -333,7 +335,8 @@ def build_features(frame: pd.DataFrame | Columns,
     }
     return FeatureSet(values=values, categorical=categorical, log_base=log_base,
                       gpu=np.asarray(gpu_keys, dtype=object)[gpu_codes],
-                      log_clock_sd=log_clock_sd)
+                      log_clock_sd=log_clock_sd,
+                      clock_recorded=recorded | (np.isfinite(mem_clock) & (mem_clock > 0)))
 
 
 _GPU_VALUES = ("boost", "boost_low", "bw", "fp32", "tdp", "smem_sm", "l2", "eff",

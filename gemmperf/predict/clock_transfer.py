@@ -33,28 +33,18 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from gemmperf.feature_inputs import numeric_column
-from gemmperf.features import FeatureSet, build_features
+from gemmperf.features import NUMERIC_FEATURES, FeatureSet, build_features
 from gemmperf.hardware.specs import get_gpu
 from gemmperf.tune.power import dvfs_params
 
 #: The record columns that state a clock (records.py); either one makes a row "clocked".
 CLOCK_COLUMNS = ("sm_clock_mhz", "mem_clock_mhz")
+_CLOCK_RATIO = NUMERIC_FEATURES.index("clock_ratio")
 
 
-def recorded_clocks(X: pd.DataFrame) -> np.ndarray:
-    """Row mask: the row records a positive SM or memory clock."""
-    recorded = np.zeros(len(X), dtype=bool)
-    for column in CLOCK_COLUMNS:
-        if column in X.columns:
-            value = numeric_column(X, column)
-            recorded |= np.isfinite(value) & (value > 0)
-    return recorded
-
-
-def clocked_families(X: pd.DataFrame, features: FeatureSet) -> list[str]:
+def clocked_families(features: FeatureSet) -> list[str]:
     """The kernel families with at least one training row that records a clock."""
-    return sorted({str(f) for f in features.categorical["family"][recorded_clocks(X)]})
+    return sorted({str(f) for f in features.categorical["family"][features.clock_recorded]})
 
 
 @dataclass(frozen=True)
@@ -65,37 +55,34 @@ class ClockTransfer:
     tree_features: FeatureSet    # features of the batch with those rows' clocks blanked
     features: FeatureSet         # features of the batch as given
 
-    def log_base(self, target: str, runtime_z: np.ndarray | None = None) -> np.ndarray:
-        """The log base ``target`` is predicted relative to. ``runtime_z`` is the runtime
+    def log_bases(self, runtime_z: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Per target, the log base it is predicted relative to. ``runtime_z`` is the runtime
         ensemble's log(time / base) per row at the default clock. It gives the DVFS activity;
         without it, rows are taken to run at their roofline bound."""
-        if target == "runtime":
-            return self.features.log_base["runtime"]
+        measured, asked = self.tree_features.log_base, self.features.log_base
         shift = self._power_shift(runtime_z)
-        measured = self.tree_features.log_base
-        if target == "power":
-            return measured["power"] + shift
-        runtime_shift = self.features.log_base["runtime"] - measured["runtime"]
-        return measured["energy"] + runtime_shift + shift
+        return {"runtime": asked["runtime"], "power": measured["power"] + shift,
+                "energy": measured["energy"] + (asked["runtime"] - measured["runtime"]) + shift}
 
     def _power_shift(self, runtime_z: np.ndarray | None) -> np.ndarray:
+        """log P(f, u) - log P(f_default, u) per row (0 on rows whose clock the trees see)."""
         shift = np.zeros(len(self.rows))
         rows = np.flatnonzero(self.rows)
         # Roofline fraction = base / time = exp(-z); the DVFS activity scales with it.
         fraction = np.ones(len(rows)) if runtime_z is None else np.clip(
             np.exp(-np.asarray(runtime_z, dtype=float)[rows]), 0.0, 1.0)
+        asked_ratio = self.features.values[rows, _CLOCK_RATIO]
+        default_ratio = self.tree_features.values[rows, _CLOCK_RATIO]
         gpus = self.features.gpu[rows]
         for gpu in np.unique(gpus.astype(str)):
             these = gpus == gpu
             spec = get_gpu(gpu)
             params, _ = dvfs_params(spec)
             activity = params.activity_at_peak * fraction[these]
-            at = rows[these]
-            asked = self.features.numeric["clock_ratio"].to_numpy()[at] * spec.boost_clock_mhz
-            default = (self.tree_features.numeric["clock_ratio"].to_numpy()[at]
-                       * spec.boost_clock_mhz)
-            shift[at] = (np.log(params.power(spec, asked, activity))
-                         - np.log(params.power(spec, default, activity)))
+            boost = spec.boost_clock_mhz
+            shift[rows[these]] = (
+                np.log(params.power(spec, asked_ratio[these] * boost, activity))
+                - np.log(params.power(spec, default_ratio[these] * boost, activity)))
         return shift
 
 
@@ -105,9 +92,8 @@ def as_measured(X: pd.DataFrame, features: FeatureSet, clocked: list[str] | None
     trained with clocks (or ``clocked`` is None: a model that predates this rule)."""
     if clocked is None:
         return None
-    rows = recorded_clocks(X) & ~features.isin("family", clocked)
+    rows = features.clock_recorded & ~features.isin("family", clocked)
     if not rows.any():
         return None
-    blanked = X.assign(**{c: np.where(rows, np.nan, numeric_column(X, c))
-                          for c in CLOCK_COLUMNS if c in X.columns})
+    blanked = X.assign(**{c: X[c].mask(rows) for c in CLOCK_COLUMNS if c in X.columns})
     return ClockTransfer(rows=rows, tree_features=build_features(blanked), features=features)

@@ -181,7 +181,7 @@ class Predictor(BaseEstimator):
                 f"no target has {MIN_ROWS}+ rows with a positive value "
                 f"({', '.join(TARGET_COLUMNS[t] for t in self.targets)}): nothing to train on"
             )
-        self.clocked_families_ = clocked_families(X, features)
+        self.clocked_families_ = clocked_families(features)
         self.training_data_ = training_summary(X, features, targets)
         return self
 
@@ -301,7 +301,7 @@ class Predictor(BaseEstimator):
         chosen = [t for t in self.forests_ if targets is None or t in targets]
         shared, experts = tree_predictions(self, matrix, features, chosen)
         out: dict[str, np.ndarray] = {}
-        centers: dict[str, np.ndarray] = {}
+        clock_bases = None       # the clock transfer's bases, once the runtime center is known
         z_score = _normal_quantile(0.5 + self.interval / 2)
         for target in chosen:
             unseen = ~features.isin("gpu", self.gpus_[target])   # GPUs without target data
@@ -333,9 +333,11 @@ class Predictor(BaseEstimator):
                     level_sd = np.hypot(level_sd,
                                         CLOCK_SENSITIVITY[target] * features.log_clock_sd)
                 half = np.where(unseen, np.hypot(half, z_score * level_sd), half)
-            centers[target] = center
-            base = clock.log_base(target, centers.get("runtime")) if clock \
-                else features.log_base[target]
+            base = features.log_base[target]
+            if clock is not None:
+                if clock_bases is None or target == "runtime":
+                    clock_bases = clock.log_bases(center if target == "runtime" else None)
+                base = clock_bases[target]
             name = TARGET_COLUMNS[target]
             out[name] = np.exp(center + base)
             out[name + "_lo"] = np.exp(center - half + base)
@@ -396,7 +398,7 @@ class Predictor(BaseEstimator):
         clock = as_measured(X, features, getattr(self, "clocked_families_", None))
         trees = self.forests_[target].predict_trees(
             self._matrix(clock.tree_features if clock else features))
-        base = clock.log_base(target) if clock else features.log_base[target]
+        base = clock.log_bases()[target] if clock else features.log_base[target]
         return trees + base[None, :]
 
 
