@@ -180,3 +180,16 @@ def test_clocks_prices_the_boost_clock_as_recommend_does(capsys):
     assert code == code2 == 0
     assert clock["energy_j"] / (1 - clock["energy_saving"]) == pytest.approx(top["energy_j"],
                                                                              rel=1e-6)
+
+
+def test_clocks_table_marks_its_choice_and_says_when_the_boost_clock_wins(capsys):
+    problem = ["--gpu", "rtx-3090", "--m", "4096", "--n", "4096", "--k", "4096", "--dtype", "f32"]
+    code, out, err = run(capsys, "clocks", *problem)
+    assert code == 0, err
+    chosen = json.loads(run(capsys, "clocks", *problem, "--json")[1])["clock_mhz"]
+    marked = [line for line in out.splitlines() if "lowest energy" in line and "│" in line]
+    assert len(marked) == 1 and f"{chosen:,.0f}" in marked[0]
+    code, out, err = run(capsys, "clocks", *problem, "--objective", "edp")
+    assert code == 0, err
+    assert "boost clock (1695 MHz) already gives the lowest edp" in out.splitlines()[0]
+    assert "lowest edp (boost)" in out

@@ -95,3 +95,13 @@ def test_pareto_mask():
     time = np.array([1.0, 2.0, 3.0, 1.5, 2.5])
     energy = np.array([5.0, 3.0, 1.0, 6.0, 3.5])
     assert pareto_mask(time, energy).tolist() == [True, True, True, False, False]
+
+
+def test_summary_rows_keep_the_chosen_and_the_boost_clock():
+    answer = recommend_clock("rtx-3090", runtime_s=5e-3, compute_s=4.9e-3, memory_s=1e-3,
+                             roofline_fraction=0.9)
+    rows = answer.summary_rows(rows=8)
+    clocks = rows["clock_mhz"].tolist()
+    assert answer.clock_mhz in clocks and answer.boost_clock_mhz == clocks[-1]
+    assert clocks == sorted(clocks) and 8 <= len(rows) <= 10
+    assert answer.clock_mhz < answer.boost_clock_mhz   # the choice is a row of its own

@@ -322,13 +322,20 @@ def run_clocks(args: argparse.Namespace) -> int:
     if args.json:
         print_json(doc)
         return 0
-    print(f"{gpu.key}: lock the SM clock at {answer.clock_mhz:.0f} MHz (boost "
-          f"{answer.boost_clock_mhz:.0f}) for the lowest {objective}: "
-          f"{100 * answer.energy_saving:.1f}% less energy, {100 * (answer.time_cost - 1):.1f}% "
-          f"more time ({config_note}; DVFS calibration: {doc['calibration']})")
-    curve = answer.curve
-    picks = curve.iloc[::max(1, len(curve) // 8)]
-    print_table(["MHz", "ms", "W", "mJ", "time cost", "energy saving"],
+    basis = f"({config_note}; DVFS calibration: {doc['calibration']})"
+    at_boost = answer.clock_mhz >= answer.boost_clock_mhz
+    if at_boost:
+        print(f"{gpu.key}: the boost clock ({answer.boost_clock_mhz:.0f} MHz) already gives the "
+              f"lowest {objective}; a lower locked clock does not pay {basis}")
+    else:
+        print(f"{gpu.key}: lock the SM clock at {answer.clock_mhz:.0f} MHz (boost "
+              f"{answer.boost_clock_mhz:.0f}) for the lowest {objective}: "
+              f"{100 * answer.energy_saving:.1f}% less energy, "
+              f"{100 * (answer.time_cost - 1):.1f}% more time {basis}")
+    marks = {answer.boost_clock_mhz: "boost",
+             answer.clock_mhz: f"lowest {objective}" + (" (boost)" if at_boost else "")}
+    print_table(["MHz", "ms", "W", "mJ", "time cost", "energy saving", ""],
                 [[r.clock_mhz, r.runtime_s * 1e3, r.power_w, r.energy_j * 1e3, r.time_cost,
-                  f"{100 * r.energy_saving:.1f}%"] for r in picks.itertuples()])
+                  f"{100 * r.energy_saving:.1f}%", marks.get(r.clock_mhz, "")]
+                 for r in answer.summary_rows().itertuples()])
     return 0

@@ -55,6 +55,15 @@ class ClockAnswer:
         out["curve"] = self.curve.to_dict(orient="records")
         return out
 
+    def summary_rows(self, rows: int = 8) -> pd.DataFrame:
+        """About ``rows`` evenly spaced rows of :attr:`curve` for a table, always including the
+        chosen clock and the boost clock (the two the headline compares), lowest clock first."""
+        curve = self.curve.reset_index(drop=True)
+        keep = set(range(0, len(curve), max(1, len(curve) // rows)))
+        keep |= {int(np.argmin(np.abs(curve["clock_mhz"].to_numpy() - c)))
+                 for c in (self.clock_mhz, self.boost_clock_mhz)}
+        return curve.iloc[sorted(keep)]
+
 
 def clock_grid(gpu: GpuSpec, step_mhz: float = CLOCK_STEP_MHZ) -> np.ndarray:
     """Clocks from :data:`LOWEST_CLOCK_FRACTION` of the boost clock up to it, ``step_mhz`` apart."""
