@@ -8,6 +8,7 @@ import json
 import time
 from typing import Any
 
+from gemmperf.cli._args import add_bundle_args, add_gemm_args
 from gemmperf.cli._output import print_json, print_table
 from gemmperf.errors import InvalidConfigError
 
@@ -32,8 +33,7 @@ def register(subparsers: Any) -> None:
                               "R^2 of log runtime, within-problem Spearman and 80%% interval "
                               "coverage, per target and per GPU.")
     p.add_argument("data", nargs="+", metavar="DATA", help=_DATA_HELP)
-    p.add_argument("--model", default=None, help="model bundle (default: the shipped model)")
-    p.add_argument("--trust-pickle", action="store_true", help="allow loading a .pkl model")
+    add_bundle_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.add_argument("--report", metavar="DIR", help="write PNG plots and a markdown summary")
     _allow_fake_option(p)
@@ -53,15 +53,8 @@ def register(subparsers: Any) -> None:
 
     p = subparsers.add_parser("predict", help="predict runtime, power and energy of one GEMM",
                               description="Predict one GEMM on one GPU with a model bundle.")
-    p.add_argument("--model", default=None, help="model bundle (default: the shipped model)")
-    p.add_argument("--trust-pickle", action="store_true", help="allow loading a .pkl model")
-    p.add_argument("--gpu", required=True, help="GPU key, alias or name (see `gemmperf gpus`)")
-    p.add_argument("--m", type=int, required=True, help="rows of A and C")
-    p.add_argument("--n", type=int, required=True, help="columns of B and C")
-    p.add_argument("--k", type=int, required=True, help="inner dimension")
-    p.add_argument("--batch", type=int, default=1, help="independent products (default 1)")
-    p.add_argument("--dtype", required=True, help="operand type: f64 f32 tf32 f16 bf16 fp8 int8")
-    p.add_argument("--acc-dtype", default=None, help="accumulator type")
+    add_bundle_args(p)
+    add_gemm_args(p, dims_required=True, acc_dtype=True)
     p.add_argument("--family", default=None,
                    help="kernel family, e.g. clblast_xgemm, cublas, xla_library")
     for name, text in (("tile-m", "thread-block tile rows"),

@@ -13,29 +13,21 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from gemmperf.cli._args import add_bundle_args, add_gemm_args
 from gemmperf.cli._output import format_cell, print_json, print_table
 from gemmperf.errors import InvalidConfigError, InvalidProblemError
 from gemmperf.problem import GemmProblem
 
 
 def add_problem_args(p: argparse.ArgumentParser, *, required: bool = False) -> None:
-    """--gpu, --m/--n/--k/--batch, --dtype, --layout."""
-    p.add_argument("--gpu", required=required, help="GPU key, alias or name (`gemmperf gpus`)")
-    p.add_argument("--m", type=int, default=None, help="rows of A and C")
-    p.add_argument("--n", type=int, default=None, help="columns of B and C")
-    p.add_argument("--k", type=int, default=None, help="inner dimension")
-    p.add_argument("--batch", type=int, default=1, help="independent products (default 1)")
-    p.add_argument("--dtype", default=None,
-                   help="operand type: f64 f32 tf32 f16 bf16 fp8 int8 (default: the family's)")
-    p.add_argument("--layout", default=None,
-                   help="nn nt tn tt (default: the family's, else nn)")
+    """--gpu (required with ``required``), --m/--n/--k/--batch, --dtype, --layout."""
+    add_gemm_args(p, dims_required=False, gpu_required=required, layout=True,
+                  dtype_default="the family's")
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default=None, metavar="MODEL",
-                   help="model bundle (.npz; default: the shipped model, else the roofline)")
-    p.add_argument("--trust-pickle", action="store_true",
-                   help="allow a .pkl model (pickle runs code from the file)")
+    """--model, --trust-pickle and --objective."""
+    add_bundle_args(p, without_model="the roofline")
     p.add_argument("--objective", default="time", choices=("time", "energy", "edp"),
                    help="rank by predicted runtime, energy per call, or energy x runtime")
 

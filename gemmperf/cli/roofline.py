@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from gemmperf.cli._args import add_gemm_args
 from gemmperf.cli._output import print_json, print_table
 from gemmperf.hardware.specs import get_gpu
 from gemmperf.problem import GemmProblem, KernelConfig
@@ -19,13 +20,7 @@ def register(subparsers: Any) -> None:
         "database: FLOPs, DRAM bytes, intensity, the strict lower bound and a wave/tile-aware "
         "estimate (see gemmperf.roofline).",
     )
-    p.add_argument("--gpu", required=True, help="GPU key, alias or name (see `gemmperf gpus`)")
-    p.add_argument("--m", type=int, required=True, help="rows of A and C")
-    p.add_argument("--n", type=int, required=True, help="columns of B and C")
-    p.add_argument("--k", type=int, required=True, help="inner dimension")
-    p.add_argument("--batch", type=int, default=1, help="independent products (default 1)")
-    p.add_argument("--dtype", required=True, help="operand type: f64 f32 tf32 f16 bf16 fp8 int8")
-    p.add_argument("--acc-dtype", default=None, help="accumulator type (f16 selects fp16_acc16)")
+    add_gemm_args(p, dims_required=True, acc_dtype=True)
     p.add_argument("--tile-m", type=int, default=None, help="thread-block tile rows")
     p.add_argument("--tile-n", type=int, default=None, help="thread-block tile columns")
     p.add_argument("--tile-k", type=int, default=None, help="thread-block tile depth")
