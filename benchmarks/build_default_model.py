@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
             rows = json.load(f)
         metadata["heldout_metrics"] = [
             {k: r.get(k) for k in ("protocol", "test", "target", "metric", "goal", "ours",
-                                   "coverage_80", "n_test")} for r in rows]
+                                   "coverage_80", "width_80", "n_test")} for r in rows]
     path = save_model(model, args.output, metadata=metadata)
     print(f"{path}: {path.stat().st_size / 1e6:.2f} MB, {len(frame)} rows, fit {seconds:.0f} s")
     return 0

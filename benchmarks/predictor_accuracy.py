@@ -152,6 +152,7 @@ def run_protocol(name: str, frame: pd.DataFrame, folds: list[tuple[str, np.ndarr
             row["met"] = None if ours is None or op == "diagnostic" else (
                 ours <= goal if op == "<=" else ours >= goal)
             row["coverage_80"] = results["ours"][0][test].get("coverage_80")
+            row["width_80"] = results["ours"][0][test].get("width_80")
             row["n_test"] = results["ours"][0][test].get("n")
             rows.append(row)
     return rows
@@ -223,7 +224,8 @@ def _fmt(value: Any, metric: str) -> str:
 
 
 def print_table(rows: list[dict[str, Any]], models: list[str], markdown: bool) -> None:
-    header = ["protocol", "test set", "metric", "goal", *models, "met", "cov80 (ours)", "n"]
+    header = ["protocol", "test set", "metric", "goal", *models, "met", "cov80 (ours)",
+              "width80 (ours)", "n"]
     lines = []
     for r in rows:
         if r["metric"] == "spearman" and r["goal"] == ">= 0":
@@ -233,6 +235,7 @@ def print_table(rows: list[dict[str, Any]], models: list[str], markdown: bool) -
                       "-" if r["met"] is None or r["goal"] == "-" else ("yes" if r["met"]
                                                                        else "NO"),
                       "-" if r["coverage_80"] is None else f"{r['coverage_80']:.2f}",
+                      "-" if r.get("width_80") is None else f"{r['width_80']:.2f}",
                       str(r["n_test"])])
     if markdown:
         print("| " + " | ".join(header) + " |")

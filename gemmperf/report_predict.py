@@ -95,13 +95,14 @@ def summary_markdown(metrics: Mapping[str, Any]) -> str:
 
     lines = ["# Model evaluation", "",
              "| GPU | target | n | MAPE | median APE | R^2 (log) | Spearman (within problem) "
-             "| 80% coverage |", "|---|---|---|---|---|---|---|---|"]
+             "| 80% coverage | 80% width (hi/lo) |", "|---|---|---|---|---|---|---|---|---|"]
     entries = [(gpu, t, m) for gpu, ts in metrics["gpus"].items() for t, m in ts.items()]
     entries += [("all", t, m) for t, m in metrics["targets"].items()]
     for gpu, target, m in entries:
         lines.append(f"| {gpu} | {target} | {m['n']} | {cell(m['mape'], True)} | "
                      f"{cell(m['median_ape'], True)} | {cell(m['r2_log'])} | "
-                     f"{cell(m['spearman'])} | {cell(m['coverage_80'])} |")
+                     f"{cell(m['spearman'])} | {cell(m['coverage_80'])} | "
+                     f"{cell(m.get('width_80'))} |")
     return "\n".join(lines) + "\n"
 
 

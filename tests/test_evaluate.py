@@ -109,4 +109,5 @@ def test_evaluate_predictions_top_level_and_per_gpu():
     out = evaluate_predictions(frame, pred)
     assert out["n"] == 60 and out["mape"] == pytest.approx(10.0)
     assert out["coverage_80"] == 1.0 and out["median_ape"] == pytest.approx(10.0)
+    assert out["width_80"] == pytest.approx(1.2 / 0.9)   # the interval's hi / lo
     assert set(out["gpus"]) == set(frame["gpu"]) and list(out["targets"]) == ["runtime"]

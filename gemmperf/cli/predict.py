@@ -193,12 +193,12 @@ def _print_metrics(metrics: dict[str, Any], title: str) -> None:
     for gpu, targets in metrics["gpus"].items():
         for target, m in targets.items():
             rows.append((gpu, target, m["n"], m["mape"], m["median_ape"], m["r2_log"],
-                         m["spearman"], m["coverage_80"]))
+                         m["spearman"], m["coverage_80"], m.get("width_80")))
     for target, m in metrics["targets"].items():
         rows.append(("all", target, m["n"], m["mape"], m["median_ape"], m["r2_log"],
-                     m["spearman"], m["coverage_80"]))
+                     m["spearman"], m["coverage_80"], m.get("width_80")))
     print_table(["GPU", "target", "n", "MAPE %", "median APE %", "R2 (log)", "Spearman",
-                 "coverage 80%"], rows, title=title)
+                 "coverage 80%", "width (hi/lo)"], rows, title=title)
 
 
 def _parse_params(items: list[str]) -> dict[str, Any]:

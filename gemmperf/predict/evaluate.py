@@ -7,7 +7,8 @@ Metrics (percent where they are errors), per target and per GPU:
 * ``spearman`` rank correlation *within each problem* (rows sharing GPU, m, n, k, batch and dtype:
   how well the model orders the kernel configs of one GEMM), averaged over problems weighted by
   their rows; None where no problem has 3 or more rows;
-* ``coverage`` share of rows whose measurement lies inside the predicted interval (nominal 80%).
+* ``coverage_80`` share of rows whose measurement lies inside the predicted interval (nominal
+  80%), and ``width_80`` its median width as hi / lo (coverage alone rewards wide intervals).
 
 Split protocols (:func:`split_folds`):
 
@@ -48,7 +49,7 @@ def target_metrics(true: np.ndarray, pred: np.ndarray, lo: np.ndarray | None = N
     out: dict[str, Any] = {"n": int(ok.sum())}
     if not ok.any():
         return {**out, "mape": None, "median_ape": None, "r2_log": None, "spearman": None,
-                "coverage_80": None}
+                "coverage_80": None, "width_80": None}
     t, p = true[ok], pred[ok]
     ape = _ape(p, t)
     out["mape"] = float(ape.mean())
@@ -57,8 +58,11 @@ def target_metrics(true: np.ndarray, pred: np.ndarray, lo: np.ndarray | None = N
     ss = float(((lt - lt.mean()) ** 2).sum())
     out["r2_log"] = float(1.0 - ((lt - lp) ** 2).sum() / ss) if ss > 0 else None
     out["spearman"] = None if problems is None else within_problem_spearman(t, p, problems[ok])
-    out["coverage_80"] = None if lo is None or hi is None else \
-        float(np.mean((t >= lo[ok]) & (t <= hi[ok])))
+    out["coverage_80"] = out["width_80"] = None
+    if lo is not None and hi is not None:
+        out["coverage_80"] = float(np.mean((t >= lo[ok]) & (t <= hi[ok])))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out["width_80"] = float(np.nanmedian(hi[ok] / lo[ok]))
     return out
 
 
