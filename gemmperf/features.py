@@ -112,6 +112,8 @@ class FeatureSet:
     log_clock_sd: np.ndarray | None = None
     #: Per row, whether it records an SM or a memory clock (``sm_clock_mhz``, ``mem_clock_mhz``).
     clock_recorded: np.ndarray | None = None
+    #: Per row, the board's default power limit in W (the spec's TDP; NaN where unknown).
+    power_limit_w: np.ndarray | None = None
 
     @property
     def numeric(self) -> pd.DataFrame:
@@ -336,7 +338,8 @@ def build_features(frame: pd.DataFrame | Columns,
     return FeatureSet(values=values, categorical=categorical, log_base=log_base,
                       gpu=np.asarray(gpu_keys, dtype=object)[gpu_codes],
                       log_clock_sd=log_clock_sd,
-                      clock_recorded=recorded | (np.isfinite(mem_clock) & (mem_clock > 0)))
+                      clock_recorded=recorded | (np.isfinite(mem_clock) & (mem_clock > 0)),
+                      power_limit_w=np.asarray(g["tdp"], dtype=float))
 
 
 _GPU_VALUES = ("boost", "boost_low", "bw", "fp32", "tdp", "smem_sm", "l2", "eff",

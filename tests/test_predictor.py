@@ -14,7 +14,8 @@ from gemmperf.errors import DataFormatError, InvalidConfigError
 from gemmperf.hardware.specs import get_gpu
 from gemmperf.predict.baseline import GPPerfBaseline
 from gemmperf.predict.compact import CompactForest
-from gemmperf.predict.forest import Predictor
+from gemmperf.predict.forest import Predictor, _cap_at_power_limit
+from gemmperf.predict.training_data import gpu_level_sd, gpu_levels
 
 SMALL = {"n_estimators": 8, "max_leaf_nodes": 64, "random_state": 0}
 
@@ -181,10 +182,50 @@ def test_unseen_gpu_widens_the_interval_by_the_between_gpu_level_scatter():
     moved = row.assign(gpu="a100-sxm4-80gb")
     width = lambda p: float(np.log(p["runtime_s_hi"] / p["runtime_s_lo"]).iloc[0])  # noqa: E731
     assert width(model.predict(moved)) > width(model.predict(row))
-    # On a laptop part the unrecorded clock (a range on the spec sheet) widens it further.
+    # On a laptop part the unrecorded clock (a range on the spec sheet) widens it further (in
+    # quadrature with the level term, so by less the wider that already is).
     laptop = row.assign(gpu="rtx-3060-laptop")
     clocked = laptop.assign(sm_clock_mhz=get_gpu("rtx-3060-laptop").boost_clock_mhz)
-    assert width(model.predict(laptop)) > width(model.predict(clocked)) + 0.05
+    assert width(model.predict(laptop)) > width(model.predict(clocked)) + 0.01
+
+
+def test_the_level_term_is_a_prediction_interval_for_a_new_gpu():
+    # Two GPUs of one family, levels +-0.1 around their mean: s = 0.1 * sqrt(2) with 1 degree
+    # of freedom; a third GPU's 80 % half-width is t(0.9, 1) * s * sqrt(1 + 1/2) = 0.533,
+    # returned as the sd whose normal 0.9 quantile gives it.
+    z = np.array([0.1, 0.1, -0.1, -0.1])
+    gpus = np.array(["a", "a", "b", "b"])
+    families = np.array(["f"] * 4)
+    sd = gpu_level_sd(z, gpus, families, interval=0.8)
+    assert sd * 1.2815516 == pytest.approx(3.0776835 * 0.1 * np.sqrt(2) * np.sqrt(1.5), rel=1e-6)
+    # Many GPUs: the t quantile and the mean's uncertainty fade, leaving the sample sd.
+    levels = np.linspace(-0.2, 0.2, 200)
+    many = gpu_level_sd(levels, np.arange(200).astype(str), np.array(["f"] * 200))
+    assert many == pytest.approx(np.std(levels, ddof=1), rel=0.01)
+    assert gpu_level_sd(z, np.array(["a"] * 4), families) == 0.0   # one GPU: nothing to say
+
+
+def test_gpu_levels_compare_like_configs_not_config_mix():
+    # Config c has effect c / 10; GPU levels -0.1 / 0 / +0.1. GPUs a and b measured configs
+    # 0-99, c only the slow half 50-99, and d (like the RTX A6000 prefix) configs no other GPU
+    # has. Medians of each GPU's own rows would put c 0.05 too high and d anywhere.
+    rows = [(g, c) for g, span in (("a", range(100)), ("b", range(100)), ("c", range(50, 100)),
+                                  ("d", range(200, 300))) for c in span]
+    gpus = np.array([g for g, _ in rows])
+    configs = np.array([c for _, c in rows])
+    level = {"a": -0.1, "b": 0.0, "c": 0.1, "d": 0.5}
+    z = configs / 10 + np.array([level[g] for g in gpus])
+    levels = gpu_levels(z, gpus, configs)
+    assert sorted(levels.index) == ["a", "b", "c"]                 # d shares no config
+    assert levels.to_dict() == pytest.approx({"a": -0.1, "b": 0.0, "c": 0.1}, abs=1e-6)
+    families = np.array(["f"] * len(z))
+    matched = gpu_level_sd(z, gpus, families, configs=configs)
+    assert matched < gpu_level_sd(z, gpus, families)                # the config mix inflates it
+    # A family whose GPUs share no config (one kernel's rows differing in their clock, say)
+    # falls back to each GPU's own median.
+    alone = gpu_level_sd(z[gpus != "c"], gpus[gpus != "c"], families[gpus != "c"],
+                         configs=np.arange((gpus != "c").sum()))
+    assert alone == gpu_level_sd(z[gpus != "c"], gpus[gpus != "c"], families[gpus != "c"])
 
 
 @pytest.mark.shared_data
@@ -316,3 +357,26 @@ def test_no_runtime_is_predicted_below_a_kernel_calls_fixed_cost():
     pred = model.predict(xgemm_frame(2).assign(m=1, n=1, k=1))
     columns = ["runtime_s", "runtime_s_lo", "runtime_s_hi"]
     assert (pred[columns].to_numpy() >= call_floor_s()).all()
+
+
+def test_power_and_energy_never_exceed_the_boards_power_limit(fitted, frame):
+    # Trained on ~150-250 W rows; moved to a 115 W laptop part, power and its interval stop at
+    # the TDP (the GPU clocks down to hold it) and energy at TDP x time, on every row.
+    laptop = frame.head(20).assign(gpu="rtx-3060-laptop")
+    pred = fitted.predict(laptop)
+    tdp = get_gpu("rtx-3060-laptop").tdp_w
+    for suffix in ("", "_lo", "_hi"):
+        assert (pred["power_w" + suffix] <= tdp).all()
+        assert (pred["energy_j" + suffix] <= tdp * pred["runtime_s" + suffix] * (1 + 1e-12)).all()
+    assert (pred["power_w_hi"] == tdp).any()               # the cap is what bounds it here
+
+    # Values under the limit are untouched; an unknown limit (NaN) caps nothing.
+    out = {"power_w": np.array([100.0, 300.0, 300.0]), "runtime_s": np.array([1.0, 2.0, 2.0]),
+           "energy_j": np.array([100.0, 700.0, 700.0])}
+    for column in list(out):
+        out[column + "_lo"], out[column + "_hi"] = out[column] / 2, out[column] * 2
+    _cap_at_power_limit(out, np.array([200.0, 200.0, np.nan]))
+    assert out["power_w"].tolist() == [100.0, 200.0, 300.0]
+    assert out["power_w_lo"].tolist() == [50.0, 150.0, 150.0]
+    assert out["energy_j"].tolist() == [100.0, 400.0, 700.0]      # <= 200 W x 2 s
+    assert out["energy_j_hi"].tolist() == [200.0, 800.0, 1400.0]  # <= 200 W x 4 s

@@ -13,7 +13,9 @@ finds the factor ``c`` such that ``center +- c * spread`` covers ``interval`` of
 The final ensemble is then fitted on all rows. That calibration describes GPUs the model has
 seen; for a GPU it has not, the half-width also gets (in quadrature) the scatter of per-GPU
 levels that the hardware-normalised base leaves unexplained (``gpu_level_sd_``, estimated from
-kernel families measured on two or more GPUs), as a normal quantile. A row naming a kernel the
+kernel families measured on two or more GPUs, on the configs they share) as a prediction
+interval for a new GPU: Student's t on the few levels it rests on, and the uncertainty of their
+mean (:func:`gemmperf.predict.training_data.gpu_level_sd`). A row naming a kernel the
 model has not seen, of a family it has seen with several kernels (a new benchmark of a DVFS
 table), is predicted as the average over that family's kernels, their scatter widening the
 interval the same way.
@@ -62,6 +64,7 @@ from gemmperf.predict.clock_transfer import as_measured, clocked_families
 from gemmperf.predict.compact import CompactForest
 from gemmperf.predict.ensembles import tree_predictions
 from gemmperf.predict.training_data import (
+    config_keys,
     gpu_level_sd,
     kernels_by_family,
     target_values,
@@ -150,6 +153,7 @@ class Predictor(BaseEstimator):
         # Its own stream, so that sampling reference rows leaves the calibration draws as they were.
         reference_rng = np.random.default_rng(
             None if self.random_state is None else (self.random_state, 1))
+        configs = config_keys(X)   # which rows ran the same config on different GPUs
         for target in self.targets:
             values = targets[target]
             ok = np.isfinite(values) & (values > 0)
@@ -169,7 +173,8 @@ class Predictor(BaseEstimator):
             self.kernels_[target] = kernels_by_family(features, ok)
             families = features.categorical["family"][ok]
             self.families_[target] = sorted(map(str, pd.unique(families)))
-            self.gpu_level_sd_[target] = gpu_level_sd(z, gpus, families)
+            self.gpu_level_sd_[target] = gpu_level_sd(z, gpus, families, self.interval,
+                                                       configs[ok])
             self.analogues_[target] = analogue_gpus(families, gpus, self.expert_min_rows) \
                 if self.analogy else {}
             positions = np.flatnonzero(ok)
@@ -349,6 +354,8 @@ class Predictor(BaseEstimator):
             floor = call_floor_s()
             for suffix in ("", "_lo", "_hi"):
                 np.maximum(out["runtime_s" + suffix], floor, out=out["runtime_s" + suffix])
+        if "power_w" in out and features.power_limit_w is not None:
+            _cap_at_power_limit(out, features.power_limit_w)
         if {"runtime_s", "power_w"} <= set(out):
             self._energy_from_power_and_time(out, features)
         # One float block (a dict of columns costs pandas ~3x as much to assemble), under a
@@ -400,6 +407,23 @@ class Predictor(BaseEstimator):
             self._matrix(clock.tree_features if clock else features))
         base = clock.log_bases()[target] if clock else features.log_base[target]
         return trees + base[None, :]
+
+
+def _cap_at_power_limit(out: dict[str, np.ndarray], limit_w: np.ndarray) -> None:
+    """Power (and, given runtime, energy = power x time) no higher than the board's default
+    power limit, in place. A GPU lowers its clock to hold average power under the enforced
+    limit, which defaults to the TDP: the RTX A4000's two top requested clocks in
+    kt_fp32_power_vs_clock.csv ran capped at 139 W of its 140 W, and no measured power row in
+    ../shared/data exceeds its GPU's TDP. Without the cap, an unseen GPU's interval (the level
+    scatter of the two GPUs with power rows for one family, as a t interval) reached 1,047 W
+    for a 4096^3 Xgemm on the 350 W RTX 3090. A raised limit (``nvidia-smi -pl``) is not
+    modelled."""
+    limit = np.where(np.isfinite(limit_w) & (limit_w > 0), limit_w, np.inf)
+    for suffix in ("", "_lo", "_hi"):
+        np.minimum(out["power_w" + suffix], limit, out=out["power_w" + suffix])
+        if "energy_j" in out and "runtime_s" in out:
+            np.minimum(out["energy_j" + suffix], limit * out["runtime_s" + suffix],
+                       out=out["energy_j" + suffix])
 
 
 @functools.lru_cache(maxsize=1)

@@ -1,5 +1,6 @@
 """What a predictor's fit reads and records about its training rows: the target values, the
-kernels seen per family, the scatter of per-GPU levels, and the provenance a bundle stores.
+kernels seen per family, which rows ran the same config on different GPUs and the scatter of
+per-GPU levels on them, and the provenance a bundle stores.
 """
 
 from __future__ import annotations
@@ -22,18 +23,87 @@ def kernels_by_family(features: FeatureSet, rows: np.ndarray) -> dict[str, list[
             for f, part in table.groupby("family")}
 
 
-def gpu_level_sd(z: np.ndarray, gpus: np.ndarray, families: np.ndarray) -> float:
-    """Scatter of the per-GPU median of z (log target / base) within kernel families with 2+
-    GPUs, pooled over families: how far the base alone misplaces an unseen GPU's level. 0 when
-    no family has two GPUs (nothing to estimate it from)."""
-    table = pd.DataFrame({"z": z, "gpu": gpus, "family": families})
-    medians = table.groupby(["family", "gpu"])["z"].median()
-    deviations, dof = 0.0, 0
-    for _, per_gpu in medians.groupby(level=0):
-        if len(per_gpu) >= 2:
-            deviations += float(((per_gpu - per_gpu.mean()) ** 2).sum())
-            dof += len(per_gpu) - 1
-    return float(np.sqrt(deviations / dof)) if dof else 0.0
+#: The record columns that say which kernel config on which problem a row measured (not where
+#: or at what clock): rows equal on all of them ran the same config on different GPUs.
+CONFIG_COLUMNS = ("family", "kernel_name", "m", "n", "k", "batch", "dtype", "tile_m", "tile_n",
+                  "tile_k", "threads_per_block", "stages", "split_k", "params")
+
+
+def config_keys(X: pd.DataFrame) -> np.ndarray:
+    """One integer code per row naming its (kernel config, problem), equal across GPUs."""
+    columns = [c for c in CONFIG_COLUMNS if c in X.columns]
+    if not columns:
+        return np.arange(len(X))
+    # Each column's own codes (missing: -1 in every column alike), then one code per distinct row.
+    codes = np.column_stack([pd.factorize(X[c].to_numpy(dtype=object))[0] for c in columns])
+    return np.unique(codes, axis=0, return_inverse=True)[1].reshape(-1)
+
+
+def gpu_levels(z: np.ndarray, gpus: np.ndarray, configs: np.ndarray,
+               iterations: int = 20) -> pd.Series:
+    """Per-GPU level of z on the configs two or more of the GPUs measured, centred on 0: the
+    two-way additive fit z = config effect + GPU level by alternating updates (Tukey's median
+    polish, Exploratory Data Analysis, 1977), with the median for the levels and the mean for
+    the config effects (a median of the three GPUs' values per config would take the middle
+    GPU's and shrink the levels by ~40 % on the Kernel Tuner spaces). On a config set all GPUs
+    measured a level is the median over configs of the GPU's z minus the config's mean z.
+    Comparing medians of each GPU's own rows instead
+    confounds level with config mix: the RTX A6000 table is a prefix of a larger Xgemm space
+    (no config in common with the other GPUs), and its median z sits 0.6-0.85 above theirs. GPUs
+    sharing no config with another are left out. Empty when no config is shared."""
+    table = pd.DataFrame({"z": z, "gpu": gpus, "config": configs})
+    shared = table.groupby("config")["gpu"].transform("nunique") >= 2
+    table = table[shared.to_numpy()]
+    if table.empty:
+        return pd.Series(dtype=float)
+    level = pd.Series(0.0, index=pd.unique(table["gpu"]))
+    for _ in range(iterations):
+        effect = (table["z"] - table["gpu"].map(level)).groupby(table["config"]).mean()
+        new = (table["z"] - table["config"].map(effect)).groupby(table["gpu"]).median()
+        if np.allclose(new.reindex(level.index), level, atol=1e-9):
+            level = new
+            break
+        level = new
+    return level - level.mean()
+
+
+def gpu_level_sd(z: np.ndarray, gpus: np.ndarray, families: np.ndarray,
+                 interval: float = 0.8, configs: np.ndarray | None = None) -> float:
+    """How far the base alone misplaces an unseen GPU's level, as the sd of a normal whose
+    ``interval`` quantile is the level's prediction-interval half-width. 0 when no family has
+    two GPUs (nothing to estimate it from).
+
+    Each kernel family with 2+ GPUs gives one level per GPU: with ``configs``
+    (:func:`config_keys`) from :func:`gpu_levels` where its GPUs share configs, else (one
+    kernel measured on several GPUs, say, whose rows differ in their clock) the median z (log
+    target / base) of each GPU's rows. Pooled over families, the levels' scatter is a sample sd
+    ``s`` with ``dof = sum(n_f - 1)``. A new GPU's level is a new draw, predicted by the
+    family's mean of ``n_f`` levels: its prediction interval is ``t(dof) * s * sqrt(1 + 1/n)``
+    (the textbook interval for a new observation of a normal sample; e.g. Hahn and Meeker,
+    Statistical Intervals, 1991, sec. 4.6). With two training GPUs (``dof = 1``) the 80 %
+    interval is 3.8 s, not the normal quantile's 1.3 s: two levels say little about a third."""
+    table = pd.DataFrame({"z": z, "gpu": gpus, "family": families,
+                          "config": np.zeros(len(z), int) if configs is None else configs})
+    deviations, dof, pairs = 0.0, 0, 0
+    for _, part in table.groupby("family"):
+        if part["gpu"].nunique() < 2:
+            continue
+        levels = gpu_levels(part["z"].to_numpy(), part["gpu"].to_numpy(),
+                            part["config"].to_numpy()) if configs is not None else None
+        if levels is None or len(levels) < 2:   # no shared config: each GPU's own median
+            levels = part.groupby("gpu")["z"].median()
+        n = len(levels)
+        deviations += float(((levels - levels.mean()) ** 2).sum())
+        dof += n - 1
+        pairs += n * (n - 1)
+    if not dof:
+        return 0.0
+    from scipy.stats import norm, t
+
+    q = 0.5 + interval / 2
+    n_mean = pairs / dof   # the families' GPU counts, weighted by their degrees of freedom
+    inflation = float(t.ppf(q, dof) / norm.ppf(q)) * np.sqrt(1 + 1 / n_mean)
+    return float(np.sqrt(deviations / dof)) * inflation
 
 
 def target_values(X: pd.DataFrame, y: Any, targets: tuple[str, ...]) -> dict[str, np.ndarray]:
