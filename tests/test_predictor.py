@@ -15,7 +15,7 @@ from gemmperf.hardware.specs import get_gpu
 from gemmperf.predict.baseline import GPPerfBaseline
 from gemmperf.predict.compact import CompactForest
 from gemmperf.predict.forest import Predictor, _cap_at_power_limit
-from gemmperf.predict.training_data import gpu_level_sd, gpu_levels
+from gemmperf.predict.training_data import gpu_level_sd, gpu_levels, new_draw_factor
 
 SMALL = {"n_estimators": 8, "max_leaf_nodes": 64, "random_state": 0}
 
@@ -203,6 +203,12 @@ def test_the_level_term_is_a_prediction_interval_for_a_new_gpu():
     many = gpu_level_sd(levels, np.arange(200).astype(str), np.array(["f"] * 200))
     assert many == pytest.approx(np.std(levels, ddof=1), rel=0.01)
     assert gpu_level_sd(z, np.array(["a"] * 4), families) == 0.0   # one GPU: nothing to say
+
+
+def test_one_more_draw_of_few_values_is_wider_than_their_scatter():
+    assert new_draw_factor(2, 1, 0.8) == pytest.approx(3.0776835 / 1.2815516 * np.sqrt(1.5))
+    assert new_draw_factor(4, 3, 0.8) == pytest.approx(1.6377444 / 1.2815516 * np.sqrt(1.25))
+    assert 1.0 < new_draw_factor(1000, 999, 0.8) < 1.002
 
 
 def test_gpu_levels_compare_like_configs_not_config_mix():

@@ -39,6 +39,7 @@ import pandas as pd
 from gemmperf import records
 from gemmperf.feature_inputs import XGEMM_PARAMS, Columns
 from gemmperf.features import FeatureSet, build_features
+from gemmperf.predict.training_data import new_draw_factor
 
 if TYPE_CHECKING:
     from gemmperf.predict.forest import Predictor
@@ -117,7 +118,8 @@ def analogies(model: Predictor, target: str, X: pd.DataFrame, features: FeatureS
     """(rows, per-tree z, analogue scatter) for ``X``'s ``unseen`` rows (on a GPU ``model``
     has no ``target`` data for), of a family with analogue GPUs, one triple per (GPU, family):
     the analogues' mean trees shifted to the shared ensemble's level on that GPU, and per row
-    the standard deviation over analogues of their level-free z (module doc)."""
+    the scatter over analogues of their level-free z (module doc), as the sd of one more draw
+    (:func:`~gemmperf.predict.training_data.new_draw_factor`)."""
     analogues = getattr(model, "analogues_", {}).get(target)
     if not analogues or not unseen.any():
         return []
@@ -132,7 +134,11 @@ def analogies(model: Predictor, target: str, X: pd.DataFrame, features: FeatureS
             rows = np.flatnonzero(in_family & (gpu_codes == gpu_code))
             trees, each = analogue_trees(model, target, X.iloc[rows], analogues[family])
             level, levels = analogy_level(model, target, family, gpus[gpu_code])
-            out.append((rows, trees - level, (each - levels[:, None]).std(axis=0)))
+            # A new GPU's structure is one more draw from the analogues' (a prediction
+            # interval: few analogues, so Student's t, as for the level term).
+            factor = new_draw_factor(len(each), len(each) - 1, model.interval)
+            out.append((rows, trees - level,
+                        factor * (each - levels[:, None]).std(axis=0, ddof=1)))
     return out
 
 
