@@ -221,9 +221,18 @@ def test_gpu_levels_compare_like_configs_not_config_mix():
     configs = np.array([c for _, c in rows])
     level = {"a": -0.1, "b": 0.0, "c": 0.1, "d": 0.5}
     z = configs / 10 + np.array([level[g] for g in gpus])
-    levels = gpu_levels(z, gpus, configs)
+    [levels] = gpu_levels(z, gpus, configs)                        # one linked group
     assert sorted(levels.index) == ["a", "b", "c"]                 # d shares no config
     assert levels.to_dict() == pytest.approx({"a": -0.1, "b": 0.0, "c": 0.1}, abs=1e-6)
+    # Two groups linked by nothing: each is levelled on its own, not against the other.
+    apart = np.isin(gpus, ["a", "b"])
+    both = np.concatenate([z[apart], z[apart] + 5.0])
+    names = np.concatenate([gpus[apart], np.where(gpus[apart] == "a", "e", "f")])
+    where = np.concatenate([configs[apart], configs[apart] + 1000])
+    groups = gpu_levels(both, names, where)
+    assert sorted(sorted(g.index) for g in groups) == [["a", "b"], ["e", "f"]]
+    for group in groups:   # a and e run 0.1 below b and f, in each group
+        assert group.sort_index().tolist() == pytest.approx([-0.05, 0.05], abs=1e-6)
     families = np.array(["f"] * len(z))
     matched = gpu_level_sd(z, gpus, families, configs=configs)
     assert matched < gpu_level_sd(z, gpus, families)                # the config mix inflates it

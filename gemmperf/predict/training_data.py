@@ -5,6 +5,7 @@ per-GPU levels on them, and the provenance a bundle stores.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -40,31 +41,46 @@ def config_keys(X: pd.DataFrame) -> np.ndarray:
 
 
 def gpu_levels(z: np.ndarray, gpus: np.ndarray, configs: np.ndarray,
-               iterations: int = 20) -> pd.Series:
-    """Per-GPU level of z on the configs two or more of the GPUs measured, centred on 0: the
-    two-way additive fit z = config effect + GPU level by alternating updates (Tukey's median
-    polish, Exploratory Data Analysis, 1977), with the median for the levels and the mean for
-    the config effects (a median of the three GPUs' values per config would take the middle
-    GPU's and shrink the levels by ~40 % on the Kernel Tuner spaces). On a config set all GPUs
-    measured a level is the median over configs of the GPU's z minus the config's mean z.
-    Comparing medians of each GPU's own rows instead
-    confounds level with config mix: the RTX A6000 table is a prefix of a larger Xgemm space
-    (no config in common with the other GPUs), and its median z sits 0.6-0.85 above theirs. GPUs
-    sharing no config with another are left out. Empty when no config is shared."""
+               iterations: int = 20) -> list[pd.Series]:
+    """Per-GPU levels of z on the configs two or more of the GPUs measured, one Series per
+    group of GPUs linked by shared configs (levels of unlinked groups are not comparable),
+    each centred on 0. Comparing medians of each GPU's own rows instead confounds level with
+    config mix: the RTX A6000 table is a prefix of a larger Xgemm space (no config in common
+    with the other GPUs), and its median z sits 0.6-0.85 above theirs. GPUs sharing no config
+    with another are left out; no group when no config is shared.
+
+    The fit is the two-way additive z = config effect + GPU level by alternating updates
+    (Tukey's median polish, Exploratory Data Analysis, 1977), with the median for the levels
+    and the mean for the config effects: a median of three GPUs' values per config would take
+    the middle GPU's and shrink the Kernel Tuner levels by about a third. Where every GPU
+    measured every config, a level is the median over configs of the GPU's z minus the
+    config's mean z."""
     table = pd.DataFrame({"z": z, "gpu": gpus, "config": configs})
-    shared = table.groupby("config")["gpu"].transform("nunique") >= 2
-    table = table[shared.to_numpy()]
-    if table.empty:
-        return pd.Series(dtype=float)
-    level = pd.Series(0.0, index=pd.unique(table["gpu"]))
-    for _ in range(iterations):
-        effect = (table["z"] - table["gpu"].map(level)).groupby(table["config"]).mean()
-        new = (table["z"] - table["config"].map(effect)).groupby(table["gpu"]).median()
-        if np.allclose(new.reindex(level.index), level, atol=1e-9):
+    table = table[(table.groupby("config")["gpu"].transform("nunique") >= 2).to_numpy()]
+    groups = []
+    for members in _linked_gpus(table):
+        part = table[table["gpu"].isin(members).to_numpy()]
+        level = pd.Series(0.0, index=sorted(members))
+        for _ in range(iterations):
+            effect = (part["z"] - part["gpu"].map(level)).groupby(part["config"]).mean()
+            new = (part["z"] - part["config"].map(effect)).groupby(part["gpu"]).median()
+            converged = np.allclose(new.reindex(level.index), level, atol=1e-9)
             level = new
-            break
-        level = new
-    return level - level.mean()
+            if converged:
+                break
+        groups.append(level - level.mean())
+    return groups
+
+
+def _linked_gpus(table: pd.DataFrame) -> list[set[str]]:
+    """The GPUs of ``table`` (rows of shared configs) grouped by 'measured a config in
+    common', transitively (connected components, by repeated merging)."""
+    groups: list[set[str]] = []
+    for members in table.groupby("config")["gpu"].agg(frozenset).drop_duplicates():
+        touching = [g for g in groups if g & members]
+        merged = set(members).union(*touching)
+        groups = [g for g in groups if not g & members] + [merged]
+    return groups
 
 
 def gpu_level_sd(z: np.ndarray, gpus: np.ndarray, families: np.ndarray,
@@ -74,7 +90,8 @@ def gpu_level_sd(z: np.ndarray, gpus: np.ndarray, families: np.ndarray,
     two GPUs (nothing to estimate it from).
 
     Each kernel family with 2+ GPUs gives one level per GPU: with ``configs``
-    (:func:`config_keys`) from :func:`gpu_levels` where its GPUs share configs, else (one
+    (:func:`config_keys`) from :func:`gpu_levels` where its GPUs share configs (each linked
+    group of GPUs on its own), else (one
     kernel measured on several GPUs, say, whose rows differ in their clock) the median z (log
     target / base) of each GPU's rows. Pooled over families, the levels' scatter is a sample sd
     ``s`` with ``dof = sum(n_f - 1)``. A new GPU's level is a new draw, predicted by the
@@ -88,20 +105,22 @@ def gpu_level_sd(z: np.ndarray, gpus: np.ndarray, families: np.ndarray,
     for _, part in table.groupby("family"):
         if part["gpu"].nunique() < 2:
             continue
-        levels = gpu_levels(part["z"].to_numpy(), part["gpu"].to_numpy(),
-                            part["config"].to_numpy()) if configs is not None else None
-        if levels is None or len(levels) < 2:   # no shared config: each GPU's own median
-            levels = part.groupby("gpu")["z"].median()
-        n = len(levels)
-        deviations += float(((levels - levels.mean()) ** 2).sum())
-        dof += n - 1
-        pairs += n * (n - 1)
+        groups = [] if configs is None else gpu_levels(
+            part["z"].to_numpy(), part["gpu"].to_numpy(), part["config"].to_numpy())
+        if not groups:   # no shared config: each GPU's own median
+            groups = [part.groupby("gpu")["z"].median()]
+        for levels in groups:
+            n = len(levels)
+            deviations += float(((levels - levels.mean()) ** 2).sum())
+            dof += n - 1
+            pairs += n * (n - 1)
     if not dof:
         return 0.0
     n_mean = pairs / dof   # the families' GPU counts, weighted by their degrees of freedom
     return float(np.sqrt(deviations / dof)) * new_draw_factor(n_mean, dof, interval)
 
 
+@functools.lru_cache(maxsize=64)
 def new_draw_factor(n: float, dof: float, interval: float) -> float:
     """What a sample sd of ``n`` values (``dof`` degrees of freedom) is multiplied by to give
     the sd of a normal whose ``interval`` quantile is the prediction interval of one more
