@@ -178,6 +178,19 @@ def normalize_frame(frame: pd.DataFrame) -> pd.DataFrame:
     return out[list(COLUMNS) + extra]
 
 
+def params_as_text(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with a ``params`` column of mappings (a frame built by hand: ``params={"VWM":
+    2}``) as canonical JSON text, the form records store and the feature code reads; the frame
+    itself when its params are text already (checked without converting: a prediction's
+    fixed cost)."""
+    if "params" not in frame.columns or frame["params"].dtype != object:
+        return frame
+    values = frame["params"].to_numpy(dtype=object)
+    if not any(isinstance(v, Mapping) for v in values):
+        return frame
+    return frame.assign(params=[params_json(v) for v in values])
+
+
 def params_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """The ``params`` column expanded to one column per tunable (NaN where a row lacks one)."""
     parsed = [json.loads(p) if isinstance(p, str) else dict(p or {}) for p in frame["params"]]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -395,3 +397,11 @@ def test_power_and_energy_never_exceed_the_boards_power_limit(fitted, frame):
     assert out["power_w_lo"].tolist() == [50.0, 150.0, 150.0]
     assert out["energy_j"].tolist() == [100.0, 400.0, 700.0]      # <= 200 W x 2 s
     assert out["energy_j_hi"].tolist() == [200.0, 800.0, 1400.0]  # <= 200 W x 4 s
+
+
+def test_params_given_as_mappings_work_like_json_text(fitted, frame):
+    # A frame built by hand may hold params={"VWM": 2, ...} rather than the records' JSON text.
+    as_dicts = frame.head(30).assign(params=[json.loads(p) for p in frame["params"].head(30)])
+    pd.testing.assert_frame_equal(fitted.predict(as_dicts), fitted.predict(frame.head(30)))
+    refit = Predictor(**SMALL).fit(frame.assign(params=[json.loads(p) for p in frame["params"]]))
+    pd.testing.assert_frame_equal(refit.predict(frame.head(30)), fitted.predict(frame.head(30)))

@@ -71,6 +71,7 @@ from gemmperf.predict.training_data import (
     training_summary,
 )
 from gemmperf.predict.unseen_kernels import unseen_kernels
+from gemmperf.records import params_as_text
 
 LEARNERS = ("extra_trees", "random_forest")
 #: A target needs at least this many rows to get an ensemble (and twice that to be calibrated).
@@ -131,6 +132,7 @@ class Predictor(BaseEstimator):
         """
         self._check_params()
         targets = target_values(X, y, self.targets)
+        X = params_as_text(X)
         features = build_features(X)
         self.categories_ = {
             c: sorted(v for v in pd.unique(features.categorical[c]) if v)
@@ -298,6 +300,7 @@ class Predictor(BaseEstimator):
         if unknown:
             raise InvalidConfigError(f"unknown target(s) {', '.join(map(str, unknown))}; "
                                      f"targets are {', '.join(TARGETS)}")
+        X = params_as_text(X)
         features = build_features(X)
         # Rows with a clock their family was never measured at: the trees see them as measured
         # and the bases carry the clock (gemmperf.predict.clock_transfer).
@@ -401,6 +404,7 @@ class Predictor(BaseEstimator):
         if target not in self.forests_:
             raise InvalidConfigError(f"the model has no {target} ensemble "
                                      f"(has: {', '.join(self.forests_)})")
+        X = params_as_text(X)
         features = build_features(X)
         clock = as_measured(X, features, getattr(self, "clocked_families_", None))
         trees = self.forests_[target].predict_trees(
