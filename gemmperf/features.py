@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from gemmperf._paths import data_dir
-from gemmperf.errors import DataFormatError, UnknownGpuError
+from gemmperf.errors import DataFormatError, InvalidProblemError, UnknownGpuError
 from gemmperf.feature_inputs import (
     MATH_KEYS,
     XGEMM_PARAMS,
@@ -249,6 +249,7 @@ def build_features(frame: pd.DataFrame | Columns,
          for name in _GPU_VALUES}
     f: dict[str, np.ndarray] = {}
     m, nn, k = (numeric_column(cols, c) for c in ("m", "n", "k"))
+    _check_whole_shapes(m, nn, k)
     batch = np.nan_to_num(numeric_column(cols, "batch"), nan=1.0)
     elem, code, tensor, out_bytes, combo = dtype_info(cols)
     p = family_params(cols, XGEMM_PARAMS)
@@ -340,6 +341,18 @@ def build_features(frame: pd.DataFrame | Columns,
                       log_clock_sd=log_clock_sd,
                       clock_recorded=recorded | (np.isfinite(mem_clock) & (mem_clock > 0)),
                       power_limit_w=np.asarray(g["tdp"], dtype=float))
+
+
+def _check_whole_shapes(m: np.ndarray, n: np.ndarray, k: np.ndarray) -> None:
+    """A row gives all of m, n and k (a GEMM) or none (another kernel, e.g. a power table's);
+    one missing or not a number is a mistake the 1 ms base of shapeless rows would hide."""
+    given = np.isfinite(m).astype(int) + np.isfinite(n) + np.isfinite(k)
+    partial = np.flatnonzero((given > 0) & (given < 3))
+    if partial.size:
+        i = int(partial[0])
+        raise InvalidProblemError(
+            f"{partial.size} row(s) give only part of a GEMM shape (first: row {i}, m={m[i]:g} "
+            f"n={n[i]:g} k={k[i]:g}); give all of m, n and k as numbers, or none of them")
 
 
 _GPU_VALUES = ("boost", "boost_low", "bw", "fp32", "tdp", "smem_sm", "l2", "eff",

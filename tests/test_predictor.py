@@ -12,7 +12,7 @@ from sklearn.base import clone
 from sklearn.ensemble import ExtraTreesRegressor, RandomForestRegressor
 from sklearn.exceptions import NotFittedError
 
-from gemmperf.errors import DataFormatError, InvalidConfigError
+from gemmperf.errors import DataFormatError, InvalidConfigError, InvalidProblemError
 from gemmperf.hardware.specs import get_gpu
 from gemmperf.predict.baseline import GPPerfBaseline
 from gemmperf.predict.compact import CompactForest
@@ -405,3 +405,10 @@ def test_params_given_as_mappings_work_like_json_text(fitted, frame):
     pd.testing.assert_frame_equal(fitted.predict(as_dicts), fitted.predict(frame.head(30)))
     refit = Predictor(**SMALL).fit(frame.assign(params=[json.loads(p) for p in frame["params"]]))
     pd.testing.assert_frame_equal(refit.predict(frame.head(30)), fitted.predict(frame.head(30)))
+
+
+def test_part_of_a_gemm_shape_is_an_error_not_a_shapeless_row(fitted, frame):
+    # A missing or non-numeric dimension would otherwise read as "no GEMM shape" (1 ms base).
+    for bad in ({"n": np.nan}, {"m": "abc"}):
+        with pytest.raises(InvalidProblemError, match="only part of a GEMM shape"):
+            fitted.predict(frame.head(3).assign(**bad))
