@@ -76,6 +76,12 @@ def test_truncated_or_garbage_file_is_a_clear_error(bundle, tmp_path):
     junk.write_bytes(b"not a zip at all")
     with pytest.raises(DataFormatError, match="not a gemmperf model bundle or corrupt"):
         load_model(junk)
+    # Not numpy's advice to load it with allow_pickle=True (which runs code from the file).
+    table = tmp_path / "table.csv"
+    table.write_text("m,n,k\n1,2,3\n")
+    with pytest.raises(DataFormatError, match="zip") as error:
+        load_model(table)
+    assert "pickle" not in str(error.value)
 
 
 def test_edited_arrays_fail_the_checksum(bundle):

@@ -187,6 +187,12 @@ def _jsonable(value: Any) -> Any:
 def _read_bundle(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     if not path.is_file():
         raise DataFormatError(f"{path}: no such model file")
+    if not zipfile.is_zipfile(path):
+        # np.load would try it as a bare .npy and, failing, suggest allow_pickle=True: advice
+        # that runs code from the file, and beside the point for a CSV handed over as --model.
+        raise DataFormatError(f"{path}: not a gemmperf model bundle or corrupt: not a "
+                              "complete .npz (zip) archive, which `gemmperf train -o MODEL.npz` "
+                              "writes")
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {name: npz[name] for name in npz.files}
