@@ -94,8 +94,11 @@ def test_predict_names_the_gpus_an_unseen_gpu_is_predicted_by_analogy_with(capsy
     out = json.loads(capsys.readouterr().out)
     assert out["gpu_in_training_data"] is False
     assert out["by_analogy_with"] == ["rtx-2080-ti", "rtx-3060-laptop", "rtx-3090", "rtx-a6000"]
+    assert out["power_w_hi"] <= 450.0   # the RTX 4090's TDP caps power and its interval
     assert main(args) == 0
-    assert "by analogy with rtx-2080-ti" in " ".join(capsys.readouterr().out.split())
+    text = " ".join(capsys.readouterr().out.split())
+    assert "by analogy with rtx-2080-ti" in text
+    assert ("power stops at the 450 W power limit" in text) == (out["power_w_hi"] == 450.0)
     seen = [a if a != "rtx-4090" else "rtx-3090" for a in args]
     assert main([*seen, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["by_analogy_with"] == []

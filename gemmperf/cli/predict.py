@@ -298,4 +298,7 @@ def run_predict(args: argparse.Namespace) -> int:
         f"by analogy with {', '.join(analogues)})" if analogues else "transfer)")
     print_table(["quantity", "predicted", "80% low", "80% high", "unit"], rows,
                 title=f"{out['problem']} {problem.dtype} on {gpu.name}{note}")
+    if gpu.tdp_w and pred.get("power_w_hi", 0.0) >= gpu.tdp_w * (1 - 1e-9):
+        print(f"power stops at the {gpu.tdp_w:g} W power limit (the spec's TDP; the GPU clocks "
+              "down to hold it)")
     return 0
