@@ -186,7 +186,15 @@ def _parse_params_arrow(texts: list[str], columns: list[str]) -> np.ndarray | No
 def _parse_params_python(uniques: list[Any], needed: tuple[str, ...], columns: list[str]
                          ) -> tuple[list[int], np.ndarray]:
     """(indices into ``uniques``, float table) of the texts that mention a name of ``needed``
-    (or "flops"), parsed with :mod:`json`; a text that is not JSON is a DataFormatError."""
+    (or "flops"), parsed with :mod:`json`. A DataFormatError: any text that is not a JSON
+    object (``VWM=2``, a list; checked on every text by its braces, parsed where it mentions a
+    name), and a tunable whose value is not a number (``"VWM": "two"``): both would otherwise
+    leave the tunable missing, and the prediction at the family's defaults, without a word."""
+    for text in uniques:
+        if isinstance(text, str) and text.strip() and not (
+                text.lstrip().startswith("{") and text.rstrip().endswith("}")):
+            raise DataFormatError(f"params is not a JSON object: {text[:60]!r} (write it as "
+                                  '\'{"VWM": 2, "SA": 1}\')')
     mentions = _mentions(needed)
     wanted = [i for i, text in enumerate(uniques)
               if isinstance(text, str) and mentions(text) is not None]
@@ -198,7 +206,14 @@ def _parse_params_python(uniques: list[Any], needed: tuple[str, ...], columns: l
             raise DataFormatError(f"params is not JSON: {uniques[i][:60]!r} ({exc.msg})") from exc
         parsed.append(value if isinstance(value, dict) else {})
     table = np.array([[_number(d.get(c)) for c in columns] for d in parsed], dtype=np.float64)
-    return wanted, table.reshape(len(parsed), len(columns))
+    table = table.reshape(len(parsed), len(columns))
+    given = np.array([[d.get(c) is not None for c in columns] for d in parsed], dtype=bool
+                     ).reshape(table.shape)
+    if (bad := given & np.isnan(table)).any():
+        row, col = map(int, np.argwhere(bad)[0])
+        raise DataFormatError(f"params {columns[col]}={parsed[row][columns[col]]!r} is not a "
+                              f"number (in {uniques[wanted[row]][:60]!r})")
+    return wanted, table
 
 
 @functools.lru_cache(maxsize=8)

@@ -80,19 +80,32 @@ def test_texts_the_fast_reader_does_not_take_give_the_exact_answer(odd):
         with pytest.raises(DataFormatError, match="params is not JSON"):
             family_params(frame, XGEMM_PARAMS)
         return
+    if odd == "[16, 32]":
+        with pytest.raises(DataFormatError, match="params is not a JSON object"):
+            family_params(frame, XGEMM_PARAMS)
+        return
     result = family_params(frame, XGEMM_PARAMS)
     _assert_same(result, _one_by_one(texts))
     expected = {'{"MWG": "12", "KWI": 2}': 12.0, '{"MWG": true}': 1.0,
-                '{"MWG": 16, "MWG": 32}': 32.0, "": np.nan, "[16, 32]": np.nan}
+                '{"MWG": 16, "MWG": 32}': 32.0, "": np.nan}
     np.testing.assert_array_equal(result["MWG"][-1], expected.get(odd, 32.0))
 
 
-def test_broken_json_is_an_error_only_where_it_matters():
+def test_params_that_cannot_be_a_json_object_or_a_number_are_errors():
+    # Each would leave the tunable missing, the prediction at the family's defaults, silently.
     texts = _params_texts(ROWS)
-    ignored = family_params(pd.DataFrame({"params": [*texts, "{not json"]}), XGEMM_PARAMS)
-    _assert_same(ignored, _one_by_one([*texts, "{}"]))
-    with pytest.raises(DataFormatError, match="params is not JSON"):
-        family_params(pd.DataFrame({"params": [*texts, '{"MWG": 1,']}), XGEMM_PARAMS)
+    for bad, message in (("{not json", "not a JSON object"), ("VWM=2", "not a JSON object"),
+                         ('{"MWG": 1,', "not a JSON object"), ('{"MWG": 1,}', "params is not JSON"),
+                         ('{"VWM": "two"}', "VWM='two' is not a number")):
+        with pytest.raises(DataFormatError, match=message):
+            family_params(pd.DataFrame({"params": [*texts, bad]}), XGEMM_PARAMS)
+        with pytest.raises(DataFormatError, match=message):   # the few-rows path too
+            family_params(pd.DataFrame({"params": [bad]}), XGEMM_PARAMS)
+    # Well-formed text no tunable is read from is not parsed (a batch's cost), and null is
+    # a missing value, not an error.
+    fine = family_params(pd.DataFrame({"params": [*texts, '{"other": [1, }', '{"VWM": null}']}),
+                         XGEMM_PARAMS)
+    _assert_same(fine, _one_by_one([*texts, "{}", "{}"]))
 
 
 def test_numeric_column_of_objects_numbers_text_and_missing():
