@@ -159,3 +159,22 @@ def test_user_errors_exit_2_with_one_line(argv, message, capsys, model):
 def test_train_rejects_unknown_targets(data, tmp_path, capsys):
     assert main(["train", str(data), "-o", str(tmp_path / "x.npz"), "--targets", "speed"]) == 2
     assert "--targets" in capsys.readouterr().err
+
+
+def test_output_paths_that_cannot_be_written_fail_before_the_work(data, model, tmp_path, capsys):
+    # A file where a folder must go, or a model name without .npz/.pkl: one line, exit 2,
+    # before training (or predicting), and nothing written.
+    blocker = tmp_path / "afile"
+    blocker.write_text("")
+    for argv, message in (
+            (["train", str(data), "-o", str(blocker / "m.npz"), *SMALL], "afile is a file"),
+            (["train", str(data), "-o", str(tmp_path / "m.bin"), *SMALL], "end in .npz"),
+            (["train", str(data), "-o", str(tmp_path), *SMALL], "end in .npz"),
+            (["evaluate", "--model", str(model), str(data), "--report", str(blocker)],
+             "--report"),
+            (["evaluate", "--model", str(model), str(data), "--report", str(blocker / "r")],
+             "cannot hold a folder")):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]

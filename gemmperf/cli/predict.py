@@ -127,9 +127,10 @@ def _make_model(args: argparse.Namespace) -> Any:
 def run_train(args: argparse.Namespace) -> int:
     """Fit and save a model."""
     from gemmperf.predict.data import describe_sources
-    from gemmperf.predict.persist import save_model
+    from gemmperf.predict.persist import check_model_path, save_model
 
     model = _make_model(args)   # its options checked before the data is read
+    check_model_path(args.output)   # and where it goes, before it trains
     frame = _load_measurements(args)
     start = time.perf_counter()
     model.fit(frame)
@@ -153,6 +154,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from gemmperf.predict.evaluate import evaluate_predictions
     from gemmperf.predict.persist import load_model
 
+    if args.report:   # before any work: a report path that cannot be a folder is one line
+        from gemmperf.records import check_records_folder
+
+        check_records_folder(args.report, label=f"--report {args.report}")
     model = load_model(args.model, trust_pickle=args.trust_pickle)
     frame = _load_measurements(args)
     pred = model.predict(frame)

@@ -54,9 +54,12 @@ def save_model(model: Predictor, path: str | os.PathLike[str],
     """
     if not hasattr(model, "forests_"):
         raise DataFormatError("cannot save an unfitted model: call fit first")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = check_model_path(path)
     tmp = path.with_name(path.name + ".partial")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataFormatError(f"{path}: cannot write the model ({exc.strerror or exc})") from exc
     try:
         if path.suffix == ".pkl":
             with open(tmp, "wb") as f:
@@ -72,12 +75,30 @@ def save_model(model: Predictor, path: str | os.PathLike[str],
             arrays[_META] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
             with open(tmp, "wb") as f:
                 np.savez_compressed(f, **arrays)
-        else:
-            raise DataFormatError(f"{path}: model files end in .npz (safe bundle) or .pkl (pickle)")
         os.replace(tmp, path)
+    except OSError as exc:   # a full disk, no permission
+        raise DataFormatError(f"{path}: cannot write the model ({exc.strerror or exc})") from exc
     finally:
         if tmp.exists():
             tmp.unlink()
+    return path
+
+
+def check_model_path(path: str | os.PathLike[str]) -> Path:
+    """``path`` as a Path if a model can be written there (``.npz`` or ``.pkl``, in a folder
+    that is or can become one), else a DataFormatError; writes nothing, so a command can ask
+    before it trains."""
+    from gemmperf.records import RecordsPathError, check_records_folder
+
+    path = Path(path)
+    if path.suffix not in (".npz", ".pkl"):
+        raise DataFormatError(f"{path}: model files end in .npz (safe bundle) or .pkl (pickle)")
+    if path.is_dir():
+        raise DataFormatError(f"{path} is a folder; give the model file's name")
+    try:
+        check_records_folder(path.parent)
+    except RecordsPathError as exc:
+        raise DataFormatError(f"{path}: {exc}") from None
     return path
 
 
