@@ -37,7 +37,8 @@ def check_figure_path(path: str | Path) -> Path:
         raise InvalidConfigError(f"cannot write a figure to {path}: name a "
                                  f"{', '.join(FIGURE_SUFFIXES)} file")
     if not path.parent.is_dir():
-        raise InvalidConfigError(f"cannot write a figure to {path}: no folder {path.parent}")
+        what = "is a file, not a folder" if path.parent.exists() else "does not exist"
+        raise InvalidConfigError(f"cannot write a figure to {path}: {path.parent} {what}")
     return path
 
 

@@ -84,7 +84,7 @@ def test_recommend_table_from_a_space_file(capsys, recording):
     (["autotune", *XGEMM, "--family", "clblast_xgemm", "--budget", "4"],
      "no collector backend measures clblast_xgemm"),
     (["recommend", *XGEMM, "--family", "clblast_xgemm", "--plot", "/nonexistent/p.png"],
-     "no folder /nonexistent"),
+     "/nonexistent does not exist"),
     (["clocks", *XGEMM, "--family", "clblast_xgemm", "--objective", "time"],
      "clocks answers --objective energy or edp"),
     (["clocks", *XGEMM, "--model", "/nonexistent.npz"], "--model needs --family"),

@@ -65,7 +65,7 @@ def test_plot(run, tmp_path):
         (("--gpu", "h100", "--m", "8", "--n", "8", "--k", "8", "--dtype", "bf16", "--tile-k",
           "-32"), "tile_k must be positive"),
         (("--gpu", "h100", "--m", "8", "--n", "8", "--k", "8", "--dtype", "bf16", "--plot",
-          "/nonexistent/dir/x.png"), "no folder /nonexistent/dir"),
+          "/nonexistent/dir/x.png"), "/nonexistent/dir does not exist"),
         (("--gpu", "h100", "--m", "8", "--n", "8", "--k", "8", "--dtype", "bf16", "--plot",
           "x.txt"), "name a .png"),
     ],
@@ -75,3 +75,10 @@ def test_bad_input_is_one_line_exit_2(run, argv, message):
     assert code == 2 and out == ""
     assert err.startswith("gemmperf: error: ") and message in err
     assert err.count("\n") == 1
+
+
+def test_a_plot_under_a_file_says_the_file_is_in_the_way(run, tmp_path):
+    (tmp_path / "afile").write_text("")
+    code, _, err = run("--gpu", "h100", "--m", "8", "--n", "8", "--k", "8", "--dtype", "bf16",
+                       "--plot", str(tmp_path / "afile" / "x.png"))
+    assert code == 2 and "afile is a file, not a folder" in err
