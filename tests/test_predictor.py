@@ -16,7 +16,8 @@ from gemmperf.errors import DataFormatError, InvalidConfigError, InvalidProblemE
 from gemmperf.hardware.specs import get_gpu
 from gemmperf.predict.baseline import GPPerfBaseline
 from gemmperf.predict.compact import CompactForest
-from gemmperf.predict.forest import Predictor, _cap_at_power_limit
+from gemmperf.predict.forest import Predictor
+from gemmperf.predict.physical_limits import cap_at_power_limit
 from gemmperf.predict.training_data import gpu_level_sd, gpu_levels, new_draw_factor
 
 SMALL = {"n_estimators": 8, "max_leaf_nodes": 64, "random_state": 0}
@@ -367,7 +368,7 @@ def test_few_rows_take_one_numpy_walk_and_predict_what_a_batch_predicts(frame):
 
 
 def test_no_runtime_is_predicted_below_a_kernel_calls_fixed_cost():
-    from gemmperf.predict.forest import call_floor_s
+    from gemmperf.predict.physical_limits import call_floor_s
 
     assert 1e-6 < call_floor_s() < 1e-5   # the calibrated t0 of library GEMMs, microseconds
     model = Predictor(targets=("runtime",), **SMALL).fit(xgemm_frame(200))
@@ -392,7 +393,7 @@ def test_power_and_energy_never_exceed_the_boards_power_limit(fitted, frame):
            "energy_j": np.array([100.0, 700.0, 700.0])}
     for column in list(out):
         out[column + "_lo"], out[column + "_hi"] = out[column] / 2, out[column] * 2
-    _cap_at_power_limit(out, np.array([200.0, 200.0, np.nan]))
+    cap_at_power_limit(out, np.array([200.0, 200.0, np.nan]))
     assert out["power_w"].tolist() == [100.0, 200.0, 300.0]
     assert out["power_w_lo"].tolist() == [50.0, 150.0, 150.0]
     assert out["energy_j"].tolist() == [100.0, 400.0, 700.0]      # <= 200 W x 2 s

@@ -1,5 +1,6 @@
 """Evaluating a fitted predictor's tree ensembles on a feature matrix: each target's shared
-ensemble on every row and each per-GPU expert on its GPU's rows (:mod:`gemmperf.predict.forest`).
+ensemble on every row and each per-GPU expert on its GPU's rows (:mod:`gemmperf.predict.forest`),
+and the mean and spread over trees that a prediction and its interval are made of.
 
 Two paths give the same per-tree values: scikit-learn's compiled trees, one call per tree
 (:meth:`CompactForest.predict_trees`), and for a frame of a few rows a single numpy walk over
@@ -9,9 +10,11 @@ a walk step about the same for all trees together, so single predictions take th
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 import numpy as np
+from scipy.stats import norm
 
 from gemmperf.features import FeatureSet
 from gemmperf.predict.compact import CompactForest
@@ -19,6 +22,8 @@ from gemmperf.predict.compact import CompactForest
 if TYPE_CHECKING:
     from gemmperf.predict.forest import Predictor
 
+#: Floor of the per-row tree spread (log units) so a row all trees agree on still gets an interval.
+MIN_SPREAD = 1e-3
 #: Up to this many rows, every tree of the model is walked at once in numpy.
 SMALL_ROWS = 64
 #: A tree slice key: (target, None) for a shared ensemble, (target, gpu) for an expert.
@@ -72,3 +77,20 @@ def all_trees(model: Predictor) -> tuple[CompactForest, dict[TreeKey, slice]]:
         cached = (key, CompactForest.concatenate([f for _, f in parts]), slices)
         model.__dict__["_all_trees_cache"] = cached
     return cached[1], cached[2]
+
+
+@functools.lru_cache(maxsize=16)
+def normal_quantile(p: float) -> float:
+    """Standard normal quantile (cached: scipy's ppf costs half a millisecond a call)."""
+    return float(norm.ppf(p))
+
+
+def center_spread(trees: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation over trees (axis 0), the latter floored at MIN_SPREAD.
+
+    Var = E[x^2] - E[x]^2 in one pass (einsum): trees predict log ratios of order 1, so float64
+    cancellation errors (~1e-16) are far below the floor's square (1e-6)."""
+    mean = trees.mean(axis=0)
+    mean_square = np.einsum("ij,ij->j", trees, trees) / trees.shape[0]
+    spread = np.sqrt(np.maximum(mean_square - mean * mean, 0.0))
+    return mean, np.maximum(spread, MIN_SPREAD)

@@ -38,12 +38,10 @@ analogues' disagreement in quadrature. ``analogy=False`` turns it off.
 
 from __future__ import annotations
 
-import functools
 import warnings
 
 import numpy as np
 import pandas as pd
-from scipy.stats import norm
 from sklearn.base import BaseEstimator
 from sklearn.ensemble import ExtraTreesRegressor, RandomForestRegressor
 from sklearn.utils.validation import check_is_fitted
@@ -62,7 +60,8 @@ from gemmperf.features import (
 from gemmperf.predict.analogy import analogies, analogue_gpus, reference_rows
 from gemmperf.predict.clock_transfer import as_measured, clocked_families
 from gemmperf.predict.compact import CompactForest
-from gemmperf.predict.ensembles import tree_predictions
+from gemmperf.predict.ensembles import center_spread, normal_quantile, tree_predictions
+from gemmperf.predict.physical_limits import apply_physical_limits
 from gemmperf.predict.training_data import (
     config_keys,
     gpu_level_sd,
@@ -80,8 +79,6 @@ MIN_ROWS = 10
 #: runtime ~ 1 / f, power ~ f ** POWER_CLOCK_EXPONENT, energy = power x runtime).
 CLOCK_SENSITIVITY = {"runtime": 1.0, "power": POWER_CLOCK_EXPONENT,
                      "energy": 1.0 - POWER_CLOCK_EXPONENT}
-#: Floor of the per-row tree spread (log units) so a row all trees agree on still gets an interval.
-MIN_SPREAD = 1e-3
 
 
 class Predictor(BaseEstimator):
@@ -94,8 +91,8 @@ class Predictor(BaseEstimator):
     for kernel families the energy rows covered, else from runtime x power (the energy ensemble
     has never seen how, say, a GEMM's runtime depends on its config).
 
-    No runtime (point or bound) is predicted below :func:`call_floor_s`, a kernel call's
-    fixed cost.
+    No runtime is predicted below a kernel call's fixed cost, and no power above the board's
+    power limit (:mod:`gemmperf.predict.physical_limits`).
 
     Parameters are stored untouched (scikit-learn contract); learned state ends in ``_``.
     """
@@ -247,14 +244,14 @@ class Predictor(BaseEstimator):
         held = rng.random(n) < self.calibration_fraction
         held[rng.integers(n)] = True
         forest = self._fit_forest(rows[~held], z[~held])
-        center, spread = _center_spread(forest.predict_trees(rows[held]))
+        center, spread = center_spread(forest.predict_trees(rows[held]))
         scale = float(np.quantile(np.abs(z[held] - center) / spread, self.interval))
         experts = self._fit_experts(forest, rows[~held], z[~held], gpus[~held])
         corrected = np.zeros(len(center), dtype=bool)
         for gpu, expert in experts.items():
             these = gpus[held] == gpu
             if these.any():
-                shift, spread[these] = _center_spread(expert.predict_trees(rows[held][these]))
+                shift, spread[these] = center_spread(expert.predict_trees(rows[held][these]))
                 center[these] += shift
                 corrected |= these
         if not corrected.any():
@@ -310,21 +307,21 @@ class Predictor(BaseEstimator):
         shared, experts = tree_predictions(self, matrix, features, chosen)
         out: dict[str, np.ndarray] = {}
         clock_bases = None       # the clock transfer's bases, once the runtime center is known
-        z_score = _normal_quantile(0.5 + self.interval / 2)
+        z_score = normal_quantile(0.5 + self.interval / 2)
         for target in chosen:
             unseen = ~features.isin("gpu", self.gpus_[target])   # GPUs without target data
-            center, spread = _center_spread(shared[target])
+            center, spread = center_spread(shared[target])
             half = self.interval_scale_[target] * spread
             for rows, expert_trees in experts[target]:
                 # The expert's own tree spread: on a measured GPU the shared trees disagree
                 # mostly about which GPU a row is like, which the expert has settled.
-                shift, local = _center_spread(expert_trees)
+                shift, local = center_spread(expert_trees)
                 center[rows] += shift
                 half[rows] = self.expert_interval_scale_[target] * local
             # A GPU the ensemble never saw, of a family measured on several: by analogy
             # (module doc of gemmperf.predict.analogy).
             for rows, trees, scatter in analogies(self, target, X, features, unseen):
-                center[rows], spread = _center_spread(trees)
+                center[rows], spread = center_spread(trees)
                 half[rows] = np.hypot(self.interval_scale_[target] * spread, z_score * scatter)
             # A kernel the ensemble never saw (by name) of a family it saw with several: the
             # average over that family's known kernels, plus their scatter in the interval.
@@ -350,17 +347,7 @@ class Predictor(BaseEstimator):
             out[name] = np.exp(center + base)
             out[name + "_lo"] = np.exp(center - half + base)
             out[name + "_hi"] = np.exp(center + half + base)
-        if "runtime_s" in out:
-            # A kernel call costs at least its fixed launch-and-setup time; far below the
-            # measured shapes the trees only extrapolate the ratio to a roofline bound that
-            # vanishes (a 1x1x1 GEMM came out at 0.13 ns).
-            floor = call_floor_s()
-            for suffix in ("", "_lo", "_hi"):
-                np.maximum(out["runtime_s" + suffix], floor, out=out["runtime_s" + suffix])
-        if "power_w" in out and features.power_limit_w is not None:
-            _cap_at_power_limit(out, features.power_limit_w)
-        if {"runtime_s", "power_w"} <= set(out):
-            self._energy_from_power_and_time(out, features)
+        apply_physical_limits(out, features, getattr(self, "families_", {}).get("energy"))
         # One float block (a dict of columns costs pandas ~3x as much to assemble), under a
         # column Index built once per set of names (text names cost ~0.15 ms a frame more).
         names = tuple(out)
@@ -369,24 +356,6 @@ class Predictor(BaseEstimator):
             cache[names] = pd.Index(names, dtype=object)
         return pd.DataFrame(np.column_stack(list(out.values())) if out else None,
                             columns=cache[names], index=X.index)
-
-    def _energy_from_power_and_time(self, out: dict[str, np.ndarray], features: FeatureSet
-                                    ) -> None:
-        """``out``'s energy columns as power x runtime (bounds multiplied: conservative for
-        independent errors) on every row when the energy ensemble did not run, else on the rows
-        of families no energy row covered (``families_``; a model from before: none)."""
-        if "energy_j" not in out:
-            product = np.ones(len(features.gpu), dtype=bool)
-        else:
-            covered = getattr(self, "families_", {}).get("energy")
-            product = np.zeros(len(features.gpu), dtype=bool) if covered is None \
-                else ~features.isin("family", covered)
-        if not product.any():
-            return
-        for suffix in ("", "_lo", "_hi"):
-            energy = out["runtime_s" + suffix] * out["power_w" + suffix]
-            out["energy_j" + suffix] = energy if product.all() else np.where(
-                product, energy, out["energy_j" + suffix])
 
     def analogues(self, gpu: str, family: str, target: str = "runtime") -> list[str]:
         """The GPUs a ``family`` row on ``gpu`` (a canonical spec key) is predicted by analogy
@@ -411,52 +380,3 @@ class Predictor(BaseEstimator):
             self._matrix(clock.tree_features if clock else features))
         base = clock.log_bases()[target] if clock else features.log_base[target]
         return trees + base[None, :]
-
-
-def _cap_at_power_limit(out: dict[str, np.ndarray], limit_w: np.ndarray) -> None:
-    """Power (and, given runtime, energy = power x time) no higher than the board's default
-    power limit, in place. A GPU lowers its clock to hold average power under the enforced
-    limit, which defaults to the TDP: the RTX A4000's two top requested clocks in
-    kt_fp32_power_vs_clock.csv ran capped at 139 W of its 140 W, and no measured power row in
-    ../shared/data exceeds its GPU's TDP. Without the cap, an unseen GPU's interval (the level
-    scatter of the two GPUs with power rows for one family, as a t interval) reached 1,047 W
-    for a 4096^3 Xgemm on the 350 W RTX 3090. A raised limit (``nvidia-smi -pl``) is not
-    modelled."""
-    limit = np.where(np.isfinite(limit_w) & (limit_w > 0), limit_w, np.inf)
-    for suffix in ("", "_lo", "_hi"):
-        np.minimum(out["power_w" + suffix], limit, out=out["power_w" + suffix])
-        if "energy_j" in out and "runtime_s" in out:
-            np.minimum(out["energy_j" + suffix], limit * out["runtime_s" + suffix],
-                       out=out["energy_j" + suffix])
-
-
-@functools.lru_cache(maxsize=1)
-def call_floor_s() -> float:
-    """The smallest runtime a prediction takes: the least fixed per-call cost ``t0`` that
-    ``data/training_calibration.json`` fitted to measured library-GEMM tables (3.4 us, the A40's
-    in Vidur's data; the fastest call measured in ../shared/data takes 5 us). A constant, not the
-    training rows' minimum: a faster GPU runs its configs faster than any measured elsewhere."""
-    from gemmperf.training.costmodel import calibration
-
-    try:
-        return min(float(entry["params"]["t0_s"]) for entry in calibration()["gemm"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise DataFormatError(f"the training calibration has no fixed per-call cost t0_s "
-                              f"({exc})") from exc
-
-
-@functools.lru_cache(maxsize=16)
-def _normal_quantile(p: float) -> float:
-    """Standard normal quantile (cached: scipy's ppf costs half a millisecond a call)."""
-    return float(norm.ppf(p))
-
-
-def _center_spread(trees: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and standard deviation over trees (axis 0), the latter floored at MIN_SPREAD.
-
-    Var = E[x^2] - E[x]^2 in one pass (einsum): trees predict log ratios of order 1, so float64
-    cancellation errors (~1e-16) are far below the floor's square (1e-6)."""
-    mean = trees.mean(axis=0)
-    mean_square = np.einsum("ij,ij->j", trees, trees) / trees.shape[0]
-    spread = np.sqrt(np.maximum(mean_square - mean * mean, 0.0))
-    return mean, np.maximum(spread, MIN_SPREAD)
