@@ -58,13 +58,10 @@ def save_model(model: Predictor, path: str | os.PathLike[str],
     tmp = path.with_name(path.name + ".partial")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise DataFormatError(f"{path}: cannot write the model ({exc.strerror or exc})") from exc
-    try:
         if path.suffix == ".pkl":
             with open(tmp, "wb") as f:
                 pickle.dump(model, f, protocol=pickle.HIGHEST_PROTOCOL)
-        elif path.suffix == ".npz":
+        else:   # .npz (check_model_path allows no other suffix)
             arrays: dict[str, np.ndarray] = {}
             for target, forest in model.forests_.items():
                 arrays.update(forest.to_arrays(f"{target}/"))

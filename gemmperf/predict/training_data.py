@@ -100,13 +100,14 @@ def gpu_level_sd(z: np.ndarray, gpus: np.ndarray, families: np.ndarray,
     Statistical Intervals, 1991, sec. 4.6). With two training GPUs (``dof = 1``) the 80 %
     interval is 3.8 s, not the normal quantile's 1.3 s: two levels say little about a third."""
     table = pd.DataFrame({"z": z, "gpu": gpus, "family": families,
-                          "config": np.zeros(len(z), int) if configs is None else configs})
+                          # no configs: every row its own, so no GPU shares one
+                          "config": np.arange(len(z)) if configs is None else configs})
     deviations, dof, pairs = 0.0, 0, 0
     for _, part in table.groupby("family"):
         if part["gpu"].nunique() < 2:
             continue
-        groups = [] if configs is None else gpu_levels(
-            part["z"].to_numpy(), part["gpu"].to_numpy(), part["config"].to_numpy())
+        groups = gpu_levels(part["z"].to_numpy(), part["gpu"].to_numpy(),
+                            part["config"].to_numpy())
         if not groups:   # no shared config: each GPU's own median
             groups = [part.groupby("gpu")["z"].median()]
         for levels in groups:
