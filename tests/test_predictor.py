@@ -18,7 +18,12 @@ from gemmperf.predict.baseline import GPPerfBaseline
 from gemmperf.predict.compact import CompactForest
 from gemmperf.predict.forest import Predictor
 from gemmperf.predict.physical_limits import cap_at_power_limit
-from gemmperf.predict.training_data import gpu_level_sd, gpu_levels, new_draw_factor
+from gemmperf.predict.training_data import (
+    calibration_groups,
+    gpu_level_sd,
+    gpu_levels,
+    new_draw_factor,
+)
 
 SMALL = {"n_estimators": 8, "max_leaf_nodes": 64, "random_state": 0}
 
@@ -212,6 +217,46 @@ def test_one_more_draw_of_few_values_is_wider_than_their_scatter():
     assert new_draw_factor(2, 1, 0.8) == pytest.approx(3.0776835 / 1.2815516 * np.sqrt(1.5))
     assert new_draw_factor(4, 3, 0.8) == pytest.approx(1.6377444 / 1.2815516 * np.sqrt(1.25))
     assert 1.0 < new_draw_factor(1000, 999, 0.8) < 1.002
+
+
+def test_calibration_holds_out_problems_where_a_gpu_has_many_and_configs_where_it_has_one():
+    shapes = pd.DataFrame({"family": "cublas", "m": np.repeat(np.arange(12) * 64 + 64, 2),
+                           "n": 512, "k": 512, "dtype": "f16"})   # 12 shapes, each twice
+    one_shape = pd.DataFrame({"family": "clblast_xgemm", "m": [4096] * 5, "n": 4096,
+                              "k": 4096, "dtype": "f32"})        # 5 configs of one shape
+    frame = pd.concat([shapes, one_shape], ignore_index=True)
+    units = calibration_groups(frame, np.array(["a100"] * len(shapes) + ["rtx-3090"] * 5))
+    assert (units[:24:2] == units[1:24:2]).all()                  # a shape's twins together
+    assert len(set(units[:24])) == 12
+    assert len(set(units[24:])) == 5 and not set(units[24:]) & set(units[:24])
+    # The same shape on another GPU is another unit.
+    moved = calibration_groups(shapes, np.array(["a100"] * 12 + ["a40"] * 12))
+    assert len(set(moved)) == 24
+    # Every row its own unit: the codes are the row order (calibration draws unchanged).
+    assert calibration_groups(one_shape, np.array(["rtx-3090"] * 5)).tolist() == [0, 1, 2, 3, 4]
+
+
+def test_repeated_measurements_do_not_make_the_interval_too_narrow_on_new_shapes():
+    # Each shape measured twice (like the XLA table's two versions): held out row by row, the
+    # calibration would see a twin of every held-out row and under-cover new shapes.
+    rng = np.random.default_rng(3)
+
+    def table(shapes: np.ndarray) -> pd.DataFrame:
+        m, n, k = (np.repeat(shapes[:, i], 2) for i in range(3))
+        flops = 2.0 * m * n * k
+        # a shape's own effect, shared by its twins, and run-to-run noise
+        noise = np.repeat(rng.normal(0, 0.15, len(shapes)), 2) \
+            + rng.normal(0, 0.005, 2 * len(shapes))
+        return pd.DataFrame({"source": "table", "family": "cublas", "m": m, "n": n, "k": k,
+                             "dtype": "f16", "gpu": "h100-sxm",
+                             "runtime_s": flops / 4e14 * np.exp(noise) + 5e-6})
+    sizes = (2 ** rng.uniform(8, 13, size=(600, 3))).astype(int)   # 600 distinct shapes
+    train, test = table(sizes[:400]), table(sizes[400:])
+    model = Predictor(targets=("runtime",), n_estimators=16, max_leaf_nodes=256).fit(train)
+    pred = model.predict(test)
+    true = test["runtime_s"]
+    inside = (true >= pred["runtime_s_lo"]) & (true <= pred["runtime_s_hi"])
+    assert 0.7 <= inside.mean() <= 0.95   # 0.68 when calibrated row by row
 
 
 def test_gpu_levels_compare_like_configs_not_config_mix():

@@ -9,7 +9,10 @@ at 10 ms): ``z = log(y) - log(base)``.
 Uncertainty: the spread of the per-tree predictions. A tree spread is not a calibrated interval,
 so ``fit`` holds out ``calibration_fraction`` of the rows, fits the same ensemble on the rest and
 finds the factor ``c`` such that ``center +- c * spread`` covers ``interval`` of the held-out rows
-(split-conformal calibration, Lei et al., JASA 2018, with the tree spread as the scale).
+(split-conformal calibration, Lei et al., JASA 2018, with the tree spread as the scale). Rows are
+held out by problem where a family was measured at many problems on a GPU, so that a repeat of a
+held-out measurement does not stay behind in the fit
+(:func:`gemmperf.predict.training_data.calibration_groups`).
 The final ensemble is then fitted on all rows. That calibration describes GPUs the model has
 seen; for a GPU it has not, the half-width also gets (in quadrature) the scatter of per-GPU
 levels that the hardware-normalised base leaves unexplained (``gpu_level_sd_``, estimated from
@@ -63,6 +66,7 @@ from gemmperf.predict.compact import CompactForest
 from gemmperf.predict.ensembles import center_spread, normal_quantile, tree_predictions
 from gemmperf.predict.physical_limits import apply_physical_limits
 from gemmperf.predict.training_data import (
+    calibration_groups,
     config_keys,
     gpu_level_sd,
     kernels_by_family,
@@ -153,6 +157,7 @@ class Predictor(BaseEstimator):
         reference_rng = np.random.default_rng(
             None if self.random_state is None else (self.random_state, 1))
         configs = config_keys(X)   # which rows ran the same config on different GPUs
+        units = calibration_groups(X, features.gpu)   # what calibration holds out whole
         for target in self.targets:
             values = targets[target]
             ok = np.isfinite(values) & (values > 0)
@@ -161,7 +166,7 @@ class Predictor(BaseEstimator):
             z = np.log(values[ok]) - features.log_base[target][ok]
             rows = matrix[ok]
             gpus = features.gpu[ok]
-            scale, expert_scale = self._calibrate(rows, z, gpus, rng)
+            scale, expert_scale = self._calibrate(rows, z, gpus, units[ok], rng)
             self.interval_scale_[target] = scale
             self.forests_[target] = self._fit_forest(rows, z)
             self.experts_[target] = self._fit_experts(self.forests_[target], rows, z, gpus)
@@ -232,16 +237,18 @@ class Predictor(BaseEstimator):
         return {str(g): self._fit_forest(rows[gpus == g], residual[gpus == g], expert=True)
                 for g in chosen}
 
-    def _calibrate(self, rows: np.ndarray, z: np.ndarray, gpus: np.ndarray,
+    def _calibrate(self, rows: np.ndarray, z: np.ndarray, gpus: np.ndarray, units: np.ndarray,
                    rng: np.random.Generator) -> tuple[float, float]:
         """Spread multipliers giving ``interval`` coverage on a held-out part (module doc):
-        of the shared ensemble alone, and of shared + expert on the GPUs that get experts."""
+        of the shared ensemble alone, and of shared + expert on the GPUs that get experts.
+        ``units`` (:func:`calibration_groups`) are held out whole."""
         n = len(z)
         if n < 2 * MIN_ROWS:
             warnings.warn(f"only {n} rows: the prediction interval is uncalibrated (scale 1)",
                           stacklevel=3)
             return 1.0, 1.0
-        held = rng.random(n) < self.calibration_fraction
+        units = np.unique(units, return_inverse=True)[1].reshape(-1)   # codes 0.. on these rows
+        held = (rng.random(units.max() + 1) < self.calibration_fraction)[units]
         held[rng.integers(n)] = True
         forest = self._fit_forest(rows[~held], z[~held])
         center, spread = center_spread(forest.predict_trees(rows[held]))
