@@ -81,8 +81,11 @@ def test_plan_rejects_bad_tokens_and_gpu_counts(run, argv, needles):
      ("--num-gpus", "positive integer", "'3.5'")),
     (("budget", "--gpu", "h100", "--gpu-hours", "-5"), ("--gpu-hours", "positive")),
     (("budget", "--gpu", "h100", "--energy-mwh", "0"), ("--energy-mwh", "positive")),
-    # "=": argparse (3.11) takes a bare -1e22 for an option, not a negative number.
     (("budget", "--flops=-1e22"), ("--flops", "positive")),
+    # Bare, as argparse (3.11) alone would take for an unknown option ("expected one argument").
+    (("budget", "--flops", "-1e22"), ("--flops", "positive", "'-1e22'")),
+    (("budget", "--gpu", "h100", "--usd", "-1e6", "--price", "2"), ("--usd", "positive")),
+    (("budget", "--gpu", "h100", "--gpu-hours", "-4M"), ("--gpu-hours", "positive")),
     (("budget", "--gpu", "h100", "--usd", "1e6", "--price", "-2"), ("--price", "positive")),
     (("budget", "--gpu", "h100", "--usd=-1e6", "--price", "2"), ("--usd", "positive")),
     (("budget", "--gpu", "h100", "--usd", "1e6", "--price", "2", "--pue", "0"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import re
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
@@ -30,9 +31,21 @@ COMMAND_MODULES = (
 )
 
 
+#: A negative number as gemmperf options write numbers: decimal, exponent, unit suffix (2T).
+NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?[KMGTPkmgtp]?$")
+
+
 class _OneLineParser(argparse.ArgumentParser):
     """An argument parser whose errors are one line, like every other gemmperf error (argparse
-    prints the whole usage block first); subcommand parsers inherit the class."""
+    prints the whole usage block first); subcommand parsers inherit the class.
+
+    A negative number is read as an option's value, so that the command's own check can say
+    what is wrong with it: argparse (3.11) takes ``-5`` and ``-0.5`` as values but ``-1e22`` or
+    ``-4M`` as unknown options ("expected one argument"). No gemmperf option looks like one."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = NEGATIVE_NUMBER
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"gemmperf: error: {message} (`{self.prog} --help` lists the options)\n")
