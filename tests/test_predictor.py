@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -197,6 +198,18 @@ def test_unseen_gpu_widens_the_interval_by_the_between_gpu_level_scatter():
     assert width(model.predict(laptop)) > width(model.predict(clocked)) + 0.01
 
 
+def test_a_model_of_one_gpu_says_its_interval_on_another_leaves_the_level_out():
+    frame = xgemm_frame(300)
+    one = frame[frame["gpu"] == "rtx-3090"]
+    model = Predictor(targets=("runtime",), **SMALL).fit(one)
+    assert model.gpu_level_sd_["runtime"] == 0
+    with pytest.warns(UserWarning, match="runtime interval on rtx-2080-ti leaves out"):
+        model.predict(one.head(2).assign(gpu="rtx-2080-ti"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # on the GPU it measured: nothing to say
+        model.predict(one.head(2))
+
+
 def test_the_level_term_is_a_prediction_interval_for_a_new_gpu():
     # Two GPUs of one family, levels +-0.1 around their mean: s = 0.1 * sqrt(2) with 1 degree
     # of freedom; a third GPU's 80 % half-width is t(0.9, 1) * s * sqrt(1 + 1/2) = 0.533,
@@ -234,6 +247,20 @@ def test_calibration_holds_out_problems_where_a_gpu_has_many_and_configs_where_i
     assert len(set(moved)) == 24
     # Every row its own unit: the codes are the row order (calibration draws unchanged).
     assert calibration_groups(one_shape, np.array(["rtx-3090"] * 5)).tolist() == [0, 1, 2, 3, 4]
+
+
+def test_calibration_holds_out_a_benchmark_at_all_its_clocks_together():
+    # A DVFS table: 12 benchmarks, each at 4 core clocks. Clocks are conditions, not problems.
+    dvfs = pd.DataFrame({"family": "dvfs_benchmark",
+                         "kernel_name": np.repeat([f"bench{i}" for i in range(12)], 4),
+                         "sm_clock_mhz": np.tile([595, 810, 1000, 1164], 12)})
+    units = calibration_groups(dvfs, np.array(["gtx-titan-x"] * len(dvfs)))
+    assert len(set(units)) == 12
+    assert all(len(set(units[i:i + 4])) == 1 for i in range(0, len(dvfs), 4))
+    # One shape swept over clocks has one problem: every row (clock) is its own unit.
+    sweep = dvfs.assign(kernel_name="gemm")
+    assert calibration_groups(sweep, np.array(["a100"] * len(sweep))).tolist() == \
+        list(range(len(sweep)))
 
 
 def test_repeated_measurements_do_not_make_the_interval_too_narrow_on_new_shapes():

@@ -341,6 +341,12 @@ class Predictor(BaseEstimator):
             # measured GPU's expert has learned its actual level).
             if unseen.any():
                 level_sd = self.gpu_level_sd_[target]
+                if not level_sd:
+                    new_gpus = ", ".join(sorted(map(str, pd.unique(features.gpu[unseen]))))
+                    warnings.warn(
+                        f"the {target} interval on {new_gpus} leaves out how far a new GPU's "
+                        f"level may be off: no kernel family in the training data was measured "
+                        f"on two GPUs, so there is nothing to estimate it from", stacklevel=2)
                 if features.log_clock_sd is not None:
                     level_sd = np.hypot(level_sd,
                                         CLOCK_SENSITIVITY[target] * features.log_clock_sd)
