@@ -14,6 +14,7 @@ from sklearn.ensemble import ExtraTreesRegressor, RandomForestRegressor
 from sklearn.exceptions import NotFittedError
 
 from gemmperf.errors import DataFormatError, InvalidConfigError, InvalidProblemError
+from gemmperf.features import build_features
 from gemmperf.hardware.specs import get_gpu
 from gemmperf.predict.baseline import GPPerfBaseline
 from gemmperf.predict.compact import CompactForest
@@ -25,6 +26,7 @@ from gemmperf.predict.training_data import (
     gpu_levels,
     new_draw_factor,
 )
+from gemmperf.predict.unseen_kernels import unseen_kernels
 
 SMALL = {"n_estimators": 8, "max_leaf_nodes": 64, "random_state": 0}
 
@@ -249,18 +251,43 @@ def test_calibration_holds_out_problems_where_a_gpu_has_many_and_configs_where_i
     assert calibration_groups(one_shape, np.array(["rtx-3090"] * 5)).tolist() == [0, 1, 2, 3, 4]
 
 
-def test_calibration_holds_out_a_benchmark_at_all_its_clocks_together():
-    # A DVFS table: 12 benchmarks, each at 4 core clocks. Clocks are conditions, not problems.
+def test_calibration_holds_out_a_clock_with_every_benchmark_run_at_it():
+    # A DVFS table: 12 benchmarks (one "shape") at 10 core clocks x 2 memory clocks.
+    clocks = pd.MultiIndex.from_product([range(600, 1600, 100), [3000, 3500]]).to_frame()
     dvfs = pd.DataFrame({"family": "dvfs_benchmark",
-                         "kernel_name": np.repeat([f"bench{i}" for i in range(12)], 4),
-                         "sm_clock_mhz": np.tile([595, 810, 1000, 1164], 12)})
+                         "kernel_name": np.repeat([f"bench{i}" for i in range(12)], 20),
+                         "sm_clock_mhz": np.tile(clocks[0].to_numpy(), 12),
+                         "mem_clock_mhz": np.tile(clocks[1].to_numpy(), 12)})
     units = calibration_groups(dvfs, np.array(["gtx-titan-x"] * len(dvfs)))
-    assert len(set(units)) == 12
-    assert all(len(set(units[i:i + 4])) == 1 for i in range(0, len(dvfs), 4))
-    # One shape swept over clocks has one problem: every row (clock) is its own unit.
-    sweep = dvfs.assign(kernel_name="gemm")
-    assert calibration_groups(sweep, np.array(["a100"] * len(sweep))).tolist() == \
-        list(range(len(sweep)))
+    assert len(set(units)) == 20
+    for _, rows in dvfs.groupby(["sm_clock_mhz", "mem_clock_mhz"]).groups.items():
+        assert len(set(units[rows])) == 1                 # a clock: all 12 benchmarks
+    # Shapes win over clocks: a swept shape is held out at all its clocks.
+    shapes = dvfs.assign(m=np.repeat(np.arange(12) * 64 + 64, 20), n=512, k=512)
+    units = calibration_groups(shapes, np.array(["a100"] * len(shapes)))
+    assert len(set(units)) == 12 and all(len(set(units[i:i + 20])) == 1 for i in range(0, 240, 20))
+    # Few clocks and one shape: every row its own unit.
+    few = dvfs[dvfs["sm_clock_mhz"] < 1000]
+    assert calibration_groups(few, np.array(["a100"] * len(few))).tolist() == list(range(len(few)))
+
+
+def test_few_calibration_units_are_each_held_out_once(monkeypatch):
+    seen = []
+    original = Predictor._calibration_ratios
+
+    def record(self, rows, z, gpus, held):
+        seen.append(held.copy())
+        return original(self, rows, z, gpus, held)
+
+    monkeypatch.setattr(Predictor, "_calibration_ratios", record)
+    small = xgemm_frame(150)                      # 150 rows, each its own unit: 5 folds
+    model = Predictor(targets=("runtime",), **SMALL).fit(small)
+    assert len(seen) == 5
+    assert (np.sum(seen, axis=0) == 1).all()      # every row scored exactly once
+    assert model.interval_scale_["runtime"] > 0
+    seen.clear()
+    Predictor(targets=("runtime",), **SMALL).fit(xgemm_frame(300))   # enough: one 20 % draw
+    assert len(seen) == 1 and 0.1 < seen[0].mean() < 0.3
 
 
 def test_repeated_measurements_do_not_make_the_interval_too_narrow_on_new_shapes():
@@ -343,6 +370,14 @@ def test_unseen_kernel_is_averaged_over_the_family_with_its_scatter_in_the_inter
     pred = model.predict(new).iloc[0]
     assert pred["power_w"] == pytest.approx(np.exp(np.mean(np.log([80, 120, 160]))), rel=0.05)
     assert pred["power_w_lo"] < 100 and pred["power_w_hi"] > 140
+    # The scatter is a prediction interval for one more kernel: sample sd x t x sqrt(1 + 1/3).
+    known = pd.concat([new.assign(kernel_name=k) for k in levels], ignore_index=True)
+    per_kernel = np.log(model.predict(known)["power_w"].to_numpy())
+    features = build_features(new)
+    [(rows, _, scatter)] = unseen_kernels(model, "power", model._matrix(features), features)
+    assert rows.tolist() == [0]
+    assert scatter[0] == pytest.approx(np.std(per_kernel, ddof=1) * new_draw_factor(3, 2, 0.8),
+                                       rel=1e-4)
 
 
 def test_per_gpu_experts_fit_what_the_shared_ensemble_leaves_on_a_measured_gpu():

@@ -10,9 +10,10 @@ Uncertainty: the spread of the per-tree predictions. A tree spread is not a cali
 so ``fit`` holds out ``calibration_fraction`` of the rows, fits the same ensemble on the rest and
 finds the factor ``c`` such that ``center +- c * spread`` covers ``interval`` of the held-out rows
 (split-conformal calibration, Lei et al., JASA 2018, with the tree spread as the scale). Rows are
-held out by problem where a family was measured at many problems on a GPU, so that a repeat of a
-held-out measurement does not stay behind in the fit
-(:func:`gemmperf.predict.training_data.calibration_groups`).
+held out by problem where a family was measured at many problems on a GPU, else by clock where it
+was swept over many clocks, so that a repeat of a held-out measurement does not stay behind in
+the fit (:func:`gemmperf.predict.training_data.calibration_groups`); with few such units, each is
+held out once in folds (cross-conformal), not a 20 % draw of a few.
 The final ensemble is then fitted on all rows. That calibration describes GPUs the model has
 seen; for a GPU it has not, the half-width also gets (in quadrature) the scatter of per-GPU
 levels that the hardware-normalised base leaves unexplained (``gpu_level_sd_``, estimated from
@@ -79,6 +80,9 @@ from gemmperf.records import params_as_text
 LEARNERS = ("extra_trees", "random_forest")
 #: A target needs at least this many rows to get an ensemble (and twice that to be calibrated).
 MIN_ROWS = 10
+#: Fewer calibration units than this (a 20 % draw would rest on fewer than 40 of them, say 6 of
+#: the DVFS table's 32 clocks): every unit is held out once, in folds.
+CROSS_CALIBRATION_UNITS = 200
 #: |d log(base) / d log(SM clock)| of a compute-bound row per target (:mod:`gemmperf.features`:
 #: runtime ~ 1 / f, power ~ f ** POWER_CLOCK_EXPONENT, energy = power x runtime).
 CLOCK_SENSITIVITY = {"runtime": 1.0, "power": POWER_CLOCK_EXPONENT,
@@ -239,20 +243,43 @@ class Predictor(BaseEstimator):
 
     def _calibrate(self, rows: np.ndarray, z: np.ndarray, gpus: np.ndarray, units: np.ndarray,
                    rng: np.random.Generator) -> tuple[float, float]:
-        """Spread multipliers giving ``interval`` coverage on a held-out part (module doc):
-        of the shared ensemble alone, and of shared + expert on the GPUs that get experts.
-        ``units`` (:func:`calibration_groups`) are held out whole."""
+        """Spread multipliers giving ``interval`` coverage on held-out rows (module doc): of
+        the shared ensemble alone, and of shared + expert on the GPUs that get experts.
+        ``units`` (:func:`calibration_groups`) are held out whole: a ``calibration_fraction``
+        draw of them, or, with fewer than :data:`CROSS_CALIBRATION_UNITS`, every unit once in
+        ``1 / calibration_fraction`` folds (cross-conformal calibration, Vovk, Ann. Math. Artif.
+        Intell. 2015), whose pooled ratios make one quantile."""
         n = len(z)
         if n < 2 * MIN_ROWS:
             warnings.warn(f"only {n} rows: the prediction interval is uncalibrated (scale 1)",
                           stacklevel=3)
             return 1.0, 1.0
         units = np.unique(units, return_inverse=True)[1].reshape(-1)   # codes 0.. on these rows
-        held = (rng.random(units.max() + 1) < self.calibration_fraction)[units]
-        held[rng.integers(n)] = True
+        n_units = units.max() + 1
+        if n_units < CROSS_CALIBRATION_UNITS:
+            folds = min(n_units, max(2, round(1 / self.calibration_fraction)))
+            fold = rng.permutation(n_units) % folds
+            parts = [(fold == f)[units] for f in range(folds)]
+        else:
+            held = (rng.random(n_units) < self.calibration_fraction)[units]
+            held[rng.integers(n)] = True
+            parts = [held]
+        ratios = [self._calibration_ratios(rows, z, gpus, held) for held in parts]
+        scale = float(np.quantile(np.concatenate([shared for shared, _ in ratios]),
+                                  self.interval))
+        corrected = np.concatenate([expert for _, expert in ratios])
+        if not len(corrected):
+            return scale, scale
+        return scale, float(np.quantile(corrected, self.interval))
+
+    def _calibration_ratios(self, rows: np.ndarray, z: np.ndarray, gpus: np.ndarray,
+                            held: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """|error| / spread on the ``held`` rows of an ensemble fitted on the others: of the
+        shared ensemble alone on all of them, and of shared + expert on those of GPUs that get
+        an expert."""
         forest = self._fit_forest(rows[~held], z[~held])
         center, spread = center_spread(forest.predict_trees(rows[held]))
-        scale = float(np.quantile(np.abs(z[held] - center) / spread, self.interval))
+        shared = np.abs(z[held] - center) / spread
         experts = self._fit_experts(forest, rows[~held], z[~held], gpus[~held])
         corrected = np.zeros(len(center), dtype=bool)
         for gpu, expert in experts.items():
@@ -261,10 +288,7 @@ class Predictor(BaseEstimator):
                 shift, spread[these] = center_spread(expert.predict_trees(rows[held][these]))
                 center[these] += shift
                 corrected |= these
-        if not corrected.any():
-            return scale, scale
-        ratio = np.abs(z[held][corrected] - center[corrected]) / spread[corrected]
-        return scale, float(np.quantile(ratio, self.interval))
+        return shared, np.abs(z[held][corrected] - center[corrected]) / spread[corrected]
 
     def _vocabulary_codes(self, column: str) -> dict[str, int]:
         """``categories_[column]`` as a value -> code dict (cached: a single prediction must

@@ -40,37 +40,52 @@ def config_keys(X: pd.DataFrame) -> np.ndarray:
     return np.unique(codes, axis=0, return_inverse=True)[1].reshape(-1)
 
 
-#: The record columns that name a problem on a GPU (not the config that ran it, nor the clocks
-#: it ran at): rows equal on all of them and on the GPU are one measurement unit for calibration.
-PROBLEM_COLUMNS = ("family", "kernel_name", "m", "n", "k", "batch", "dtype")
-#: A (family, GPU) with this many distinct problems is calibrated on held-out problems.
+#: The record columns that name a problem (a shape) on a GPU, not the config or kernel that ran
+#: it: rows equal on all of them and on the GPU are one measurement unit for calibration.
+PROBLEM_COLUMNS = ("family", "m", "n", "k", "batch", "dtype")
+#: The columns that name the operating point a problem ran at.
+CLOCK_COLUMNS = ("sm_clock_mhz", "mem_clock_mhz")
+#: A (family, GPU) with this many distinct problems (or clocks) is calibrated on held-out ones.
 MIN_PROBLEMS = 10
 
 
 def calibration_groups(X: pd.DataFrame, gpus: np.ndarray) -> np.ndarray:
-    """One integer code per row: the unit that conformal calibration holds out whole.
+    """One integer code per row: the unit that conformal calibration holds out whole, i.e.
+    what the trees must generalise over on that kernel family and GPU.
 
-    Where a kernel family was measured on a GPU at ``MIN_PROBLEMS`` or more problems (shapes,
-    benchmarks), the unit is the problem on that GPU: all its configs, clocks and repeats
-    together. The XLA table holds each shape twice (two table versions, a median ratio of 1.015
-    apart); held out row by row, a row's twin stayed in the calibration fit and the interval
-    covered 52 % of held-out shapes instead of 80 %. Clocks are operating conditions, not
-    problems: a DVFS benchmark held out at one clock while it stayed in the fit at the other 31
-    calibrated the power interval on easy rows (80 % intervals covered 67 % of held-out clocks
-    and of held-out benchmarks; by benchmark, 77 % and 81 %). Where a family has fewer problems
-    (a Kernel Tuner space: one 4096^3 GEMM per GPU; a one-shape clock sweep), the unit is the
-    row, i.e. the config or clock. Codes are in row order
-    where every row is its own unit, so that calibration draws stay as they were."""
-    columns = [c for c in PROBLEM_COLUMNS if c in X.columns]
-    codes = [pd.factorize(X[c].to_numpy(dtype=object))[0] for c in columns]
-    codes.append(pd.factorize(np.asarray(gpus, dtype=object))[0])
-    problem = np.unique(np.column_stack(codes), axis=0, return_inverse=True)[1].reshape(-1)
-    family_gpu = codes[0] * (codes[-1].max() + 1) + codes[-1] if "family" in X.columns \
-        else codes[-1]
-    problems_there = pd.Series(problem).groupby(family_gpu).transform("nunique").to_numpy()
-    own = np.arange(len(X)) + problem.max() + 1
-    key = np.where(problems_there >= MIN_PROBLEMS, problem, own)
+    Where a family was measured on a GPU at ``MIN_PROBLEMS`` or more problems (shapes), the
+    unit is the problem: all its configs, kernels, clocks and repeats together. The XLA table
+    holds each shape twice (two table versions, a median ratio of 1.015 apart); held out row by
+    row, a row's twin stayed in the calibration fit and the interval covered 52 % of held-out
+    shapes instead of 80 %. Else, where it was swept over ``MIN_PROBLEMS`` or more clocks (a
+    DVFS table, a clock sweep), the unit is the clock with every kernel run at it: held out one
+    (benchmark, clock) at a time, a benchmark's other 31 clocks stayed in the fit (67 % of
+    held-out clocks covered). A benchmark is not a unit: the trees are not asked to generalise
+    over kernel names (a new one is its family's average, :mod:`gemmperf.predict.unseen_kernels`,
+    with its own scatter term), and held out whole, the 24 DVFS benchmarks left four or five to
+    calibrate on, a power scale anywhere from 2.3 to 7.6 with the seed. Else (a Kernel Tuner
+    space: one 4096^3 GEMM per GPU) the unit is the row, i.e. the config. Codes are in row
+    order where every row is its own unit, so that calibration draws stay as they were."""
+    gpu = pd.factorize(np.asarray(gpus, dtype=object))[0]
+    family = pd.factorize(X["family"].to_numpy(dtype=object))[0] if "family" in X.columns \
+        else np.zeros(len(X), dtype=np.int64)
+    family_gpu = family * (gpu.max(initial=0) + 1) + gpu
+    own = np.arange(len(X))
+    key, offset = own, len(X)
+    for columns in (CLOCK_COLUMNS, PROBLEM_COLUMNS):   # the later rule wins where both apply
+        unit = _units(X, [c for c in columns if c in X.columns], family_gpu)
+        many = pd.Series(unit).groupby(family_gpu).transform("nunique").to_numpy() \
+            >= MIN_PROBLEMS
+        key = np.where(many, unit + offset, key)
+        offset += unit.max(initial=0) + 1
     return np.unique(key, return_inverse=True)[1].reshape(-1)
+
+
+def _units(X: pd.DataFrame, columns: list[str], family_gpu: np.ndarray) -> np.ndarray:
+    """One code per distinct (family, GPU, values of ``columns``)."""
+    codes = [pd.factorize(X[c].to_numpy(dtype=object))[0] for c in columns]
+    return np.unique(np.column_stack([*codes, family_gpu]), axis=0,
+                     return_inverse=True)[1].reshape(-1)
 
 
 def gpu_levels(z: np.ndarray, gpus: np.ndarray, configs: np.ndarray,
