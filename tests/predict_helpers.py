@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 
 GPUS = ("rtx-3090", "rtx-2080-ti", "a100-sxm4-80gb")
+#: A forest small enough for contract tests (not for accuracy).
+SMALL = {"n_estimators": 8, "max_leaf_nodes": 64, "random_state": 0}
 
 
 def xgemm_frame(n: int = 300, seed: int = 0, gpus: tuple[str, ...] = GPUS) -> pd.DataFrame:

@@ -5,15 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from predict_helpers import xgemm_frame
+from predict_helpers import SMALL, xgemm_frame
 
 from gemmperf.features import build_features
 from gemmperf.hardware.specs import get_gpu
 from gemmperf.predict.clock_transfer import as_measured
 from gemmperf.predict.forest import Predictor
 from gemmperf.tune.power import dvfs_params
-
-SMALL = {"n_estimators": 8, "max_leaf_nodes": 64, "random_state": 0}
 
 
 def clocked_rows(n: int = 120) -> pd.DataFrame:
