@@ -356,9 +356,9 @@ class Predictor(BaseEstimator):
                 half[rows] = np.hypot(self.interval_scale_[target] * spread, z_score * scatter)
             # A kernel the ensemble never saw (by name) of a family it saw with several: the
             # average over that family's known kernels, plus their scatter in the interval.
-            for rows, mean, sd in unseen_kernels(self, target, matrix, features):
+            for rows, mean, scatter in unseen_kernels(self, target, matrix, features):
                 center[rows] = mean
-                half[rows] = np.hypot(half[rows], z_score * sd)
+                half[rows] = np.hypot(half[rows], z_score * scatter)
             # A GPU the ensemble never saw adds the between-GPU level scatter the base leaves
             # unexplained, in quadrature (independent error sources).
             # So does the clock a row leaves unrecorded where the spec gives only a range (a

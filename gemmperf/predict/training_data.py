@@ -70,8 +70,7 @@ def calibration_groups(X: pd.DataFrame, gpus: np.ndarray) -> np.ndarray:
     family = pd.factorize(X["family"].to_numpy(dtype=object))[0] if "family" in X.columns \
         else np.zeros(len(X), dtype=np.int64)
     family_gpu = family * (gpu.max(initial=0) + 1) + gpu
-    own = np.arange(len(X))
-    key, offset = own, len(X)
+    key, offset = np.arange(len(X)), len(X)   # each row its own unit, unless a rule applies
     for columns in (CLOCK_COLUMNS, PROBLEM_COLUMNS):   # the later rule wins where both apply
         unit = _units(X, [c for c in columns if c in X.columns], family_gpu)
         many = pd.Series(unit).groupby(family_gpu).transform("nunique").to_numpy() \

@@ -45,7 +45,7 @@ def unseen_kernels(model: Predictor, target: str, matrix: np.ndarray, features: 
             continue
         codes = np.array([vocab[name] for name in names])[:, None]   # known kernels
         factor = new_draw_factor(len(names), len(names) - 1, model.interval)
-        mean, sd = np.empty(len(rows)), np.empty(len(rows))
+        mean, scatter = np.empty(len(rows)), np.empty(len(rows))
         for start in range(0, len(rows), CHUNK_ROWS):
             part = rows[start:start + CHUNK_ROWS]
             stacked = np.repeat(matrix[part][None], len(names), axis=0)   # (kernels, rows, f)
@@ -53,6 +53,6 @@ def unseen_kernels(model: Predictor, target: str, matrix: np.ndarray, features: 
             trees = model.forests_[target].predict_trees(stacked.reshape(-1, matrix.shape[1]))
             per_kernel = trees.mean(axis=0).reshape(len(names), len(part))
             mean[start:start + len(part)] = per_kernel.mean(axis=0)
-            sd[start:start + len(part)] = per_kernel.std(axis=0, ddof=1) * factor
-        out.append((rows, mean, sd))
+            scatter[start:start + len(part)] = per_kernel.std(axis=0, ddof=1) * factor
+        out.append((rows, mean, scatter))
     return out
