@@ -156,6 +156,42 @@ def test_a_bundle_keeps_analogues_and_references(models, tmp_path):
     pd.testing.assert_frame_equal(loaded.predict(rows), model.predict(rows))
 
 
+def test_rows_are_placed_only_on_analogues_with_their_math_path(models):
+    # The RTX 2080 Ti (Turing) has no bf16 path: a bf16 row of a family measured on it and the
+    # RTX 3090 has one analogue left, too few, so the shared ensemble predicts it, as without
+    # analogy; f32 rows of the same batch still go by analogy.
+    model, plain = models
+    rows = pd.concat([unseen_rows(20).assign(dtype="bf16"), unseen_rows(20)], ignore_index=True)
+    got, alone = model.predict(rows), plain.predict(rows)
+    pd.testing.assert_frame_equal(got.head(20), alone.head(20))
+    assert not np.allclose(got["runtime_s"].tail(20), alone["runtime_s"].tail(20))
+    assert model.analogues("a100-sxm4-80gb", "clblast_xgemm", math_key="bf16") == []
+    assert model.analogues("a100-sxm4-80gb", "clblast_xgemm", math_key="fp32") == [
+        "rtx-2080-ti", "rtx-3090"]
+
+
+def test_an_analogy_level_rests_on_the_reference_rows_every_gpu_involved_can_run():
+    # Reference rows in bf16 (measured on the two Ampere GPUs only) cannot be placed on a
+    # Turing GPU: a T4's f32 rows take their level from the f32 references, and bf16 rows on
+    # an RTX 4090 go by the two analogues with bf16.
+    train = xgemm_frame(900, seed=5, gpus=("rtx-3090", "rtx-2080-ti", "a100-sxm4-80gb"))
+    ampere = train["gpu"] != "rtx-2080-ti"
+    train.loc[ampere & (train.index % 3 == 0), "dtype"] = "bf16"
+    model = Predictor(**SMALL).fit(train)
+    plain = Predictor(analogy=False, **SMALL).fit(train)
+    reference = reference_frame(model.reference_rows_["runtime"]["clblast_xgemm"])
+    assert set(reference["dtype"]) == {"f32", "bf16"}
+    assert model.analogues("rtx-4090", "clblast_xgemm", math_key="bf16") == [
+        "a100-sxm4-80gb", "rtx-3090"]
+    for gpu, dtype in (("t4", "f32"), ("rtx-4090", "bf16"), ("rtx-4090", "f32")):
+        rows = unseen_rows(30).assign(gpu=gpu, dtype=dtype)
+        got = model.predict(rows)
+        assert np.isfinite(got.to_numpy()).all()
+        assert (got["runtime_s_lo"] < got["runtime_s"]).all()
+        assert (got["runtime_s"] < got["runtime_s_hi"]).all()
+        assert not np.allclose(got["runtime_s"], plain.predict(rows)["runtime_s"])
+
+
 @pytest.mark.shared_data
 def test_real_held_out_gpu_ranked_better_by_analogy(shared_data):
     # Train on the RTX 2080 Ti and 3060 Laptop caches, rank the RTX 3090's configs (a small

@@ -104,6 +104,19 @@ def test_predict_names_the_gpus_an_unseen_gpu_is_predicted_by_analogy_with(capsy
     assert json.loads(capsys.readouterr().out)["by_analogy_with"] == []
 
 
+def test_predict_on_an_unseen_gpu_in_a_math_path_the_analogues_lack(capsys):
+    # The shipped model: cuBLAS was measured on the A100 and A40, neither of which has FP8.
+    # An FP8 GEMM on a B200 is left to the shared ensemble (which saw FP8 elsewhere), and the
+    # output says it is not by analogy; FP16 on the B200 is.
+    args = ["predict", "--gpu", "b200", "--m", "8192", "--n", "8192", "--k", "8192",
+            "--family", "cublas", "--json"]
+    for dtype, analogues in (("fp8", []), ("f16", ["a100-sxm4-80gb", "a40"])):
+        assert main([*args, "--dtype", dtype]) == 0
+        out = json.loads(capsys.readouterr().out)
+        assert out["by_analogy_with"] == analogues
+        assert 0 < out["runtime_s_lo"] < out["runtime_s"] < out["runtime_s_hi"]
+
+
 _XGEMM_4K = ["predict", "--model", "MODEL", "--gpu", "rtx-3090", "--m", "4096", "--n", "4096",
              "--k", "4096", "--dtype", "f32", "--family", "clblast_xgemm"]
 
@@ -143,6 +156,7 @@ def test_predict_builds_the_row_recommend_ranks_for_the_same_config(capsys):
     ([*_XGEMM_4K[:-1], "nosuch"], "unknown --family 'nosuch'"),
     ([*_XGEMM_4K[:-1], "tiled", "--param", "X=1"], "has no tunables"),
     ([*_XGEMM_4K[:-2], "--param", "MWG=64"], "--param needs --family"),
+    ([a if a != "f32" else "bf16" for a in _XGEMM_4K], "space is for f32 GEMMs"),
     (["train", "x.jsonl", "-o", "/tmp/never.npz", "--trees", "0"], "--trees 0"),
     (["train", "x.jsonl", "-o", "/tmp/never.npz", "--max-leaves", "1"], "--max-leaves 1"),
     (["train", "x.jsonl", "-o", "/tmp/never.npz", "--jobs", "0"], "--jobs 0"),

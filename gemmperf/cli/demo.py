@@ -92,9 +92,9 @@ def recommend_section() -> dict:
 
     r = DEMO_RECOMMEND
     model = load_default_model()
-    table = recommend(GemmProblem(r["m"], r["n"], r["k"], dtype=r["dtype"]), r["gpu"],
-                      family=r["family"], top=r["top"], model=model)
-    analogues = analogy_gpus(model, get_gpu(r["gpu"]).key, r["family"])
+    problem = GemmProblem(r["m"], r["n"], r["k"], dtype=r["dtype"])
+    table = recommend(problem, r["gpu"], family=r["family"], top=r["top"], model=model)
+    analogues = analogy_gpus(model, get_gpu(r["gpu"]).key, r["family"], problem.peak_key)
     picks = [
         {"params": row.params, "runtime_s": row.runtime_s, "power_w": row.power_w,
          "energy_j": row.energy_j, "speedup_vs_default": row.speedup_vs_default}

@@ -219,14 +219,14 @@ def _parse_params(items: list[str]) -> dict[str, Any]:
     return params
 
 
-def _family_config(family: str | None, params: dict[str, Any], gpu: Any, model: Any
-                   ) -> dict[str, Any]:
+def _family_config(family: str | None, params: dict[str, Any], problem: Any, gpu: Any,
+                   model: Any) -> dict[str, Any]:
     """Record columns of the config ``--family`` and ``--param`` describe: for a family with a
     space file, its tunables checked against the space (default filling the rest), the columns
     it derives and its kernel name, exactly as ``recommend`` builds the config's row (the model
     tells kernels apart by name). A family neither the model nor a space knows is an error, and
-    so is a tunable for a family that has none."""
-    from gemmperf.spaces import known_families
+    so are a tunable for a family that has none and a dtype the family's space file excludes."""
+    from gemmperf.spaces import check_space_dtype, known_families
     from gemmperf.spaces.param_space import (
         bundled_param_families,
         config_record,
@@ -238,7 +238,9 @@ def _family_config(family: str | None, params: dict[str, Any], gpu: Any, model: 
             raise InvalidConfigError("--param needs --family (the tunables are a family's)")
         return {}
     if family in bundled_param_families():
-        return config_record(load_space_spec(family), params, gpu)
+        spec = load_space_spec(family)
+        check_space_dtype(spec, problem)
+        return config_record(spec, params, gpu)
     trained = {f for fams in getattr(model, "families_", {}).values() for f in fams}
     if family not in trained | set(known_families()):
         raise InvalidConfigError(f"unknown --family {family!r}; the model knows "
@@ -272,7 +274,7 @@ def run_predict(args: argparse.Namespace) -> int:
             raise InvalidConfigError(f"--{name.replace('_', '-')} {value}: must be "
                                      f"{'>= 0' if name == 'smem' else 'positive'}")
     model = load_model(args.model, trust_pickle=args.trust_pickle)
-    config = _family_config(args.family, _parse_params(args.param), gpu, model)
+    config = _family_config(args.family, _parse_params(args.param), problem, gpu, model)
     row = {"m": problem.m, "n": problem.n, "k": problem.k, "batch": problem.batch,
            "dtype": problem.dtype, "acc_dtype": problem.acc_dtype, "gpu": gpu.key,
            "family": args.family, "kernel_name": config.get("kernel_name"),
@@ -287,7 +289,8 @@ def run_predict(args: argparse.Namespace) -> int:
             row[column] = value
     pred = model.predict(pd.DataFrame([row])).iloc[0].to_dict()
     seen = {entry.get("gpu") for entry in model.training_data_}
-    analogues = model.analogues(gpu.key, args.family) if args.family else []
+    analogues = (model.analogues(gpu.key, args.family, math_key=problem.peak_key)
+                 if args.family else [])
     out = {"gpu": gpu.key, "problem": f"{problem.m}x{problem.n}x{problem.k}",
            "dtype": problem.dtype, "gpu_in_training_data": gpu.key in seen,
            "family": args.family, "params": config.get("params", {}),

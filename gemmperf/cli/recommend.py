@@ -179,7 +179,7 @@ def run_recommend(args: argparse.Namespace) -> int:
         "gpu": gpu.key,
         "problem": {k: getattr(problem, k) for k in ("m", "n", "k", "batch", "dtype", "layout")},
         "objective": args.objective, "model": model_name(model), "space": space.summary(),
-        "by_analogy_with": analogy_gpus(model, gpu.key, space.family),
+        "by_analogy_with": analogy_gpus(model, gpu.key, space.family, problem.peak_key),
         "default": None if default.empty else {
             "rank": int(default["rank"].iloc[0]), "config": _config(default.iloc[0], space),
             "runtime_s": float(default["runtime_s"].iloc[0]), "source": space.default_source},

@@ -83,11 +83,16 @@ class GpuSpec:
     def max_warps_per_sm(self) -> int:
         return self.max_threads_per_sm // 32
 
+    def has_math(self, math_key: str) -> bool:
+        """Whether :meth:`peak` has a rate for ``math_key`` (fp16_acc16 falls back to fp16)."""
+        return math_key in self.peak_flops or (math_key == "fp16_acc16"
+                                               and "fp16" in self.peak_flops)
+
     def peak(self, math_key: str) -> float:
         """Dense peak FLOP/s for ``math_key``; falls back along fp16_acc16 -> fp16."""
         if math_key in self.peak_flops:
             return self.peak_flops[math_key]
-        if math_key == "fp16_acc16" and "fp16" in self.peak_flops:
+        if self.has_math(math_key):
             return self.peak_flops["fp16"]
         raise KeyError(
             f"{self.name} has no {math_key} math path (has: {', '.join(sorted(self.peak_flops))})"

@@ -26,6 +26,9 @@ RTX 2080 Ti 0.944 -> 0.950, RTX 3060 Laptop 0.961 -> 0.964.
 
 Rows are placed on an analogue at its default clocks (their clock columns dropped): ``z`` is a
 config's efficiency relative to its base, and the unseen GPU's base carries the row's own clock.
+A row is placed only on the analogues with its math path (an fp8 cuBLAS GEMM on a B200 not on
+the A100 and A40 the family was measured on), ``L`` taken over the same ones; where fewer than
+two have it, the row is left to the shared ensemble, as for a family measured on one GPU.
 """
 
 from __future__ import annotations
@@ -37,8 +40,9 @@ import numpy as np
 import pandas as pd
 
 from gemmperf import records
-from gemmperf.feature_inputs import XGEMM_PARAMS, Columns
+from gemmperf.feature_inputs import MATH_KEYS, XGEMM_PARAMS, Columns, dtype_info
 from gemmperf.features import FeatureSet, build_features
+from gemmperf.hardware.specs import get_gpu
 from gemmperf.predict.training_data import new_draw_factor
 
 if TYPE_CHECKING:
@@ -64,6 +68,28 @@ def analogue_gpus(families: np.ndarray, gpus: np.ndarray, min_rows: int
         if len(per_gpu) >= 2:
             out[str(family)] = sorted(str(g) for g in per_gpu.index.get_level_values(1))
     return out
+
+
+def capable_analogues(analogues: Sequence[str], math_key: str | None) -> list[str]:
+    """The ``analogues`` with a ``math_key`` math path (all for None: a row that is not a
+    GEMM), or none where fewer than two have it (one GPU is no evidence of what carries)."""
+    if math_key is None:
+        return list(analogues)
+    have = [gpu for gpu in analogues if get_gpu(gpu).has_math(math_key)]
+    return have if len(have) >= 2 else []
+
+
+def _math_keys(frame: pd.DataFrame) -> list[str | None]:
+    """Per row of a records-style frame, its math path (None for a row that is not a GEMM),
+    from its data types alone: no GPU involved."""
+    codes = dtype_info(frame)[1]
+    return [MATH_KEYS[int(c)] if np.isfinite(c) else None for c in codes]
+
+
+def _runs_on(gpu: str, keys: Sequence[str | None]) -> np.ndarray:
+    """Mask of rows (by math path, :func:`_math_keys`) that ``gpu`` can run."""
+    spec = get_gpu(gpu)
+    return np.array([key is None or spec.has_math(key) for key in keys], dtype=bool)
 
 
 def reference_rows(X: pd.DataFrame, rows: np.ndarray, rng: np.random.Generator,
@@ -125,6 +151,7 @@ def analogies(model: Predictor, target: str, X: pd.DataFrame, features: FeatureS
         return []
     family_codes, families = features.factorized("family")
     gpu_codes, gpus = features.factorized("gpu")
+    keys = np.array(_math_keys(X), dtype=object)
     out = []
     for code, family in enumerate(families):
         if family not in analogues:
@@ -132,13 +159,18 @@ def analogies(model: Predictor, target: str, X: pd.DataFrame, features: FeatureS
         in_family = unseen & (family_codes == code)
         for gpu_code in np.unique(gpu_codes[in_family]):
             rows = np.flatnonzero(in_family & (gpu_codes == gpu_code))
-            trees, each = analogue_trees(model, target, X.iloc[rows], analogues[family])
-            level, levels = analogy_level(model, target, family, gpus[gpu_code])
-            # A new GPU's structure is one more draw from the analogues' (a prediction
-            # interval: few analogues, so Student's t, as for the level term).
-            factor = new_draw_factor(len(each), len(each) - 1, model.interval)
-            out.append((rows, trees - level,
-                        factor * (each - levels[:, None]).std(axis=0, ddof=1)))
+            for key in dict.fromkeys(keys[rows]):         # each math path once, in order
+                placed = capable_analogues(analogues[family], key)
+                level = placed and analogy_level(model, target, family, gpus[gpu_code], placed)
+                if not level:       # too few analogues, or no reference row they all run
+                    continue
+                part = rows[keys[rows] == key]     # object array: elementwise, None too
+                trees, each = analogue_trees(model, target, X.iloc[part], placed)
+                # A new GPU's structure is one more draw from the analogues' (a prediction
+                # interval: few analogues, so Student's t, as for the level term).
+                factor = new_draw_factor(len(each), len(each) - 1, model.interval)
+                out.append((part, trees - level[0],
+                            factor * (each - level[1][:, None]).std(axis=0, ddof=1)))
     return out
 
 
@@ -159,18 +191,34 @@ def analogue_trees(model: Predictor, target: str, frame: pd.DataFrame, analogues
     return trees.mean(axis=1), trees.mean(axis=0)
 
 
-def analogy_level(model: Predictor, target: str, family: str, gpu: str
-                  ) -> tuple[float, np.ndarray]:
+def analogy_level(model: Predictor, target: str, family: str, gpu: str,
+                  placed: Sequence[str]) -> tuple[float, np.ndarray] | None:
     """``L`` of the module doc for an unseen ``gpu`` (median over the family's reference rows
-    of analogue z - shared-ensemble z on that GPU), and the same per analogue. Cached on the
+    of the mean z over the analogues ``placed`` on, minus the shared-ensemble z on that GPU),
+    and the same per analogue; over the reference rows ``gpu`` and all of ``placed`` can run
+    (by math path), None where there is none. Each analogue's differences are cached on the
     model per target, family and GPU."""
     cache = model.__dict__.setdefault("_analogy_level_cache", {})
     key = (id(model.forests_), target, family, gpu)
+    every = model.analogues_[target][family]
     if key not in cache:
         reference = reference_frame(model.reference_rows_[target][family])
         reference["gpu"] = gpu
-        own = model.forests_[target].predict_trees(
-            model._matrix(build_features(reference))).mean(axis=0)
-        trees, each = analogue_trees(model, target, reference, model.analogues_[target][family])
-        cache[key] = (float(np.median(trees.mean(axis=0) - own)), np.median(each - own, axis=1))
-    return cache[key]
+        keys = _math_keys(reference)
+        differences = np.full((len(every), len(reference)), np.nan)  # (analogues, rows)
+        runs = np.flatnonzero(_runs_on(gpu, keys))
+        if len(runs):
+            own = model.forests_[target].predict_trees(
+                model._matrix(build_features(reference.iloc[runs]))).mean(axis=0)
+            for i, analogue in enumerate(every):
+                both = _runs_on(analogue, [keys[r] for r in runs])
+                if both.any():
+                    _, each = analogue_trees(model, target, reference.iloc[runs[both]],
+                                             [analogue])
+                    differences[i, runs[both]] = each[0] - own[both]
+        cache[key] = differences
+    differences = cache[key][[every.index(g) for g in placed]]
+    differences = differences[:, np.isfinite(differences).all(axis=0)]
+    if not differences.shape[1]:
+        return None
+    return float(np.median(differences.mean(axis=0))), np.median(differences, axis=1)

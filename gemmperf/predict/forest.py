@@ -61,7 +61,12 @@ from gemmperf.features import (
     FeatureSet,
     build_features,
 )
-from gemmperf.predict.analogy import analogies, analogue_gpus, reference_rows
+from gemmperf.predict.analogy import (
+    analogies,
+    analogue_gpus,
+    capable_analogues,
+    reference_rows,
+)
 from gemmperf.predict.clock_transfer import as_measured, clocked_families
 from gemmperf.predict.compact import CompactForest
 from gemmperf.predict.ensembles import center_spread, normal_quantile, tree_predictions
@@ -394,14 +399,17 @@ class Predictor(BaseEstimator):
         return pd.DataFrame(np.column_stack(list(out.values())) if out else None,
                             columns=cache[names], index=X.index)
 
-    def analogues(self, gpu: str, family: str, target: str = "runtime") -> list[str]:
+    def analogues(self, gpu: str, family: str, target: str = "runtime",
+                  math_key: str | None = None) -> list[str]:
         """The GPUs a ``family`` row on ``gpu`` (a canonical spec key) is predicted by analogy
         with: empty where the model trained on that GPU or the family has fewer than two
-        measured GPUs (:mod:`gemmperf.predict.analogy`)."""
+        measured GPUs (:mod:`gemmperf.predict.analogy`), or, given the row's ``math_key``
+        (:func:`gemmperf.problem.peak_key`), fewer than two with that math path."""
         check_is_fitted(self, "forests_")
         if target not in self.forests_ or gpu in self.gpus_[target]:
             return []
-        return list(getattr(self, "analogues_", {}).get(target, {}).get(family, []))
+        every = getattr(self, "analogues_", {}).get(target, {}).get(family, [])
+        return capable_analogues(every, math_key) if every else []
 
     def predict_log_trees(self, X: pd.DataFrame, target: str = "runtime") -> np.ndarray:
         """Per-tree predictions of log(target) (n_trees x n_rows) of the shared ensemble alone

@@ -20,6 +20,7 @@ from gemmperf.problem import GemmProblem
 from gemmperf.spaces.families import BACKEND_FAMILIES, backend_space
 from gemmperf.spaces.files import Recording, file_space
 from gemmperf.spaces.param_space import (
+    ParamSpaceSpec,
     bundled_param_families,
     check_values,
     enumerate_space,
@@ -28,7 +29,8 @@ from gemmperf.spaces.param_space import (
 from gemmperf.spaces.space import Space, SpaceError
 
 __all__ = [
-    "BACKEND_FAMILIES", "Recording", "Space", "SpaceError", "check_values", "file_space",
+    "BACKEND_FAMILIES", "Recording", "Space", "SpaceError", "check_space_dtype", "check_values",
+    "file_space",
     "get_space", "known_families", "load_space_spec",
 ]
 
@@ -46,9 +48,7 @@ def get_space(family: str, problem: GemmProblem, gpu: str | GpuSpec) -> Space:
     spec_gpu = get_gpu(gpu)
     if family in bundled_param_families():
         spec = load_space_spec(family)
-        if spec.dtype and problem.dtype != spec.dtype:
-            raise SpaceError(f"the {family} space is for {spec.dtype} GEMMs; the problem is "
-                             f"{problem.dtype} (pick another --family)")
+        check_space_dtype(spec, problem)
         return enumerate_space(spec, spec_gpu)
     if family in BACKEND_FAMILIES:
         return backend_space(family, problem, spec_gpu)
@@ -56,6 +56,14 @@ def get_space(family: str, problem: GemmProblem, gpu: str | GpuSpec) -> Space:
         return enumerate_space(load_space_spec(family), spec_gpu)
     raise SpaceError(f"unknown kernel family {family!r}; known: {', '.join(known_families())} "
                      "(or --space FILE for the configs a file lists)")
+
+
+def check_space_dtype(spec: ParamSpaceSpec, problem: GemmProblem) -> None:
+    """:class:`SpaceError` where the space file fixes a dtype (e.g. Xgemm is f32) and
+    ``problem`` has another: none of the space's kernels computes it."""
+    if spec.dtype and problem.dtype != spec.dtype:
+        raise SpaceError(f"the {spec.family} space is for {spec.dtype} GEMMs; the problem is "
+                         f"{problem.dtype} (pick another --family)")
 
 
 def space_problem_defaults(family: str) -> dict[str, Any]:

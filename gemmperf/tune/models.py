@@ -85,11 +85,12 @@ def model_name(model: Any) -> str:
     return type(model).__name__
 
 
-def analogy_gpus(model: Any, gpu: str, family: str) -> list[str]:
-    """The GPUs ``model`` predicts ``family`` on ``gpu`` by analogy with (a Predictor's
+def analogy_gpus(model: Any, gpu: str, family: str, math_key: str | None = None) -> list[str]:
+    """The GPUs ``model`` predicts ``family`` on ``gpu`` by analogy with, for rows of
+    ``math_key`` where given (a Predictor's
     :meth:`~gemmperf.predict.forest.Predictor.analogues`; none for other models)."""
     analogues = getattr(model, "analogues", None)
-    return analogues(gpu, family) if callable(analogues) else []
+    return analogues(gpu, family, math_key=math_key) if callable(analogues) else []
 
 
 def load_default_model(path: str | None = None) -> Any:
