@@ -2,7 +2,8 @@
 
 A record is one row per (problem, kernel config, device, run). Units are in the column names and
 values are SI (``runtime_s``, ``power_w``, ``energy_j``). Failures are rows too: ``status`` is one
-of :data:`STATUSES` and ``reason`` says why. Family-specific tunables live in ``params`` (a mapping;
+of :data:`STATUSES` and ``reason`` says why; ``suspect`` rows hold a measurement the source itself
+calls into doubt (kept, never learned from). Family-specific tunables live in ``params`` (a mapping;
 in a DataFrame, a JSON string with sorted keys so that it round-trips through CSV and Parquet).
 """
 
@@ -27,7 +28,8 @@ from gemmperf.errors import DataFormatError, GemmperfError
 
 SCHEMA_VERSION = 1
 
-STATUSES = ("ok", "invalid", "compile_error", "launch_error", "wrong_result", "timeout")
+STATUSES = ("ok", "invalid", "compile_error", "launch_error", "wrong_result", "timeout",
+            "suspect")
 
 
 @dataclass(frozen=True)

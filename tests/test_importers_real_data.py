@@ -127,6 +127,11 @@ def test_xla_table(real):
     assert set(frame["gpu"]) == {"h100-sxm"}  # SKU picked by matching the nominal peaks
     params = params_frame(frame)
     assert int(params["exceeds_peak"].sum()) == 87
+    # Each fp8 block has rows above the dense peak: all of it is suspect, nothing else.
+    assert frame.groupby("dtype")["status"].unique().map(list).to_dict() == {
+        "bf16": ["ok"], "fp8": ["suspect"], "tf32": ["ok"]}
+    reasons = frame.loc[frame["status"] == "suspect", "reason"]
+    assert reasons.str.contains("above the dense peak").all()
     row = frame[(frame["batch"] == 2) & (frame["m"] == 1024) & (frame["n"] == 2048)
                 & (frame["k"] == 512) & (frame["dtype"] == "tf32")
                 & (params["table_version"].str.contains("ea2c45f"))].iloc[0]

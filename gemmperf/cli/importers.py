@@ -107,16 +107,20 @@ def run(args: argparse.Namespace) -> int:
 
 
 def summary(frame: pd.DataFrame, path: Any) -> str:
-    """One line: rows, ok/failed, the devices and their canonical keys, the output path."""
+    """One line: rows, ok/suspect/failed, the devices and their canonical keys, the output
+    path."""
     ok = int((frame["status"] == "ok").sum())
-    failed = len(frame) - ok
+    suspect = int((frame["status"] == "suspect").sum())
+    failed = len(frame) - ok - suspect
     devices = frame[["device_name", "gpu"]].astype(object).drop_duplicates()
     names = []
     for name, key in devices.itertuples(index=False):
         label = str(name) if isinstance(name, str) else "unnamed device"
         names.append(f"{label} -> {key}" if isinstance(key, str) else f"{label} (unknown GPU)")
     return (
-        f"wrote {len(frame):,} rows ({ok:,} ok, {failed:,} failed) to {path}; "
+        f"wrote {len(frame):,} rows ({ok:,} ok, "
+        + (f"{suspect:,} suspect, " if suspect else "")
+        + f"{failed:,} failed) to {path}; "
         f"devices: {'; '.join(names) or 'none'}"
     )
 

@@ -9,6 +9,11 @@ the power/energy kinds in :mod:`gemmperf.importers.energy_tables`.
   GPU only as "H100"; the SKU is the spec-database entry whose dense peak for each dtype equals
   the table's ``nominal_dense_peak_tflops`` (989.4 bf16, 494.7 tf32, 1978.9 fp8 TFLOP/s are the
   H100 SXM5 figures). XLA runs f32 dots on tensor cores as TF32 by default, so "f32xf32" is tf32.
+  A data type whose block has rows the table flags ``exceeds_peak`` (faster than the dense peak
+  allows: 87 fp8 rows, the largest fp8 shapes at 1.28x, where bf16 reaches 0.80) is imported
+  with status ``suspect``, block and all: a timing that breaks the peak at some shapes is not
+  trusted at the others (the data README: "treat the fp8 block as suspect"), so no model learns
+  from it; the training calibration leaves it out for the same reason.
 - ``vidur``: Vidur's per-layer linear (cuBLAS via PyTorch) timings, gpu "a100"/"a40". Family
   ``cublas``; M = num_tokens, N and K as given; layout "tn" (nn.Linear: y = x W^T with x and W
   row-major, i.e. A transposed and B = W^T not, in column-major BLAS terms).
@@ -136,11 +141,23 @@ def read_xla_matmul(path: Path, frame: pd.DataFrame) -> pd.DataFrame:
     if "source" in frame:
         params["table_version"] = frame["source"].astype(str)
     if "exceeds_peak" in frame:
-        params["exceeds_peak"] = frame["exceeds_peak"].astype(str).str.lower() == "true"
+        params["exceeds_peak"] = over = frame["exceeds_peak"].astype(str).str.lower() == "true"
+        _mark_suspect_blocks(out, over, frame["dtype"].astype(str))
     out["params"] = params_records(params, list(params.columns))
     out["device_name"] = frame["gpu"].astype(str) if "gpu" in frame else None
     out[LOOKUP_NAME] = _sku_by_peak(out, frame, path)
     return out
+
+
+def _mark_suspect_blocks(out: pd.DataFrame, over_peak: pd.Series, dtype: pd.Series) -> None:
+    """Status ``suspect`` (with a reason) on every row of a dtype block that has rows above
+    the dense peak (module doc), in place."""
+    for name, block in over_peak.groupby(dtype):
+        if block.any():
+            out.loc[block.index, "status"] = "suspect"
+            out.loc[block.index, "reason"] = (
+                f"the table's {name} block has {int(block.sum())} of {len(block)} rows above "
+                f"the dense peak (exceeds_peak): its timings are not trusted")
 
 
 def _xla_dtype(text: str, path: Path) -> tuple[str, str | None, str, str]:
