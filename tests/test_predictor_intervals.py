@@ -124,9 +124,9 @@ def test_few_calibration_units_are_each_held_out_once(monkeypatch):
     seen = []
     original = Predictor._calibration_ratios
 
-    def record(self, rows, z, gpus, held):
+    def record(self, rows, z, gpus, held, chosen):
         seen.append(held.copy())
-        return original(self, rows, z, gpus, held)
+        return original(self, rows, z, gpus, held, chosen)
 
     monkeypatch.setattr(Predictor, "_calibration_ratios", record)
     small = xgemm_frame(150)                      # 150 rows, each its own unit: 5 folds
@@ -216,3 +216,24 @@ def test_unseen_kernel_is_averaged_over_the_family_with_its_scatter_in_the_inter
     assert rows.tolist() == [0]
     assert scatter[0] == pytest.approx(np.std(per_kernel, ddof=1) * new_draw_factor(3, 2, 0.8),
                                        rel=1e-4)
+
+
+def test_an_expert_is_calibrated_even_where_holding_out_leaves_it_too_few_rows(monkeypatch):
+    # 300 rows of one GPU, experts from 250: the final fit has an expert, a calibration fit on
+    # ~80 % of the rows would not by the row count alone. It must get one there too, or the
+    # expert's (narrower) tree spread would be scaled as the shared ensemble's (the XLA
+    # table's 1,200 rows per fold: 80 % coverage came out 0.03).
+    chosen_seen = []
+    original = Predictor._calibration_ratios
+
+    def record(self, rows, z, gpus, held, chosen):
+        chosen_seen.append(list(chosen))
+        shared, expert = original(self, rows, z, gpus, held, chosen)
+        assert len(expert) == held.sum()            # every held-out row scored with it
+        return shared, expert
+
+    monkeypatch.setattr(Predictor, "_calibration_ratios", record)
+    model = Predictor(targets=("runtime",), expert_min_rows=250, **SMALL).fit(
+        xgemm_frame(300, gpus=("rtx-3090",)))
+    assert chosen_seen == [["rtx-3090"]] and list(model.experts_["runtime"]) == ["rtx-3090"]
+    assert model.expert_interval_scale_["runtime"] != model.interval_scale_["runtime"]

@@ -233,14 +233,21 @@ class Predictor(BaseEstimator):
         est = self._learner(expert).fit(rows, z)
         return CompactForest.from_sklearn(est.estimators_, rows.shape[1])
 
-    def _fit_experts(self, forest: CompactForest, rows: np.ndarray, z: np.ndarray,
-                     gpus: np.ndarray) -> dict[str, CompactForest]:
-        """Per-GPU residual ensembles for GPUs with ``expert_min_rows`` rows (module doc)."""
+    def _expert_gpus(self, gpus: np.ndarray) -> list[str]:
+        """The GPUs with ``expert_min_rows`` rows among ``gpus``: those that get an expert."""
         if self.expert_estimators == 0:
-            return {}
+            return []
         keys, counts = np.unique(gpus.astype(str), return_counts=True)
-        chosen = keys[counts >= self.expert_min_rows]
-        if not len(chosen):
+        return [str(g) for g in keys[counts >= self.expert_min_rows]]
+
+    def _fit_experts(self, forest: CompactForest, rows: np.ndarray, z: np.ndarray,
+                     gpus: np.ndarray, chosen: list[str] | None = None
+                     ) -> dict[str, CompactForest]:
+        """Per-GPU residual ensembles (module doc) for the ``chosen`` GPUs (default: those
+        with ``expert_min_rows`` rows here) that have rows here."""
+        chosen = [g for g in (self._expert_gpus(gpus) if chosen is None else chosen)
+                  if (gpus == g).any()]
+        if not chosen:
             return {}
         residual = z - forest.predict_trees(rows).mean(axis=0)
         return {str(g): self._fit_forest(rows[gpus == g], residual[gpus == g], expert=True)
@@ -269,7 +276,10 @@ class Predictor(BaseEstimator):
             held = (rng.random(n_units) < self.calibration_fraction)[units]
             held[rng.integers(n)] = True
             parts = [held]
-        ratios = [self._calibration_ratios(rows, z, gpus, held) for held in parts]
+        # The GPUs the final fit gives experts, also where holding out leaves fewer rows than
+        # expert_min_rows (else an expert would go uncalibrated: XLA's 1,200 rows in a fold).
+        chosen = self._expert_gpus(gpus)
+        ratios = [self._calibration_ratios(rows, z, gpus, held, chosen) for held in parts]
         scale = float(np.quantile(np.concatenate([shared for shared, _ in ratios]),
                                   self.interval))
         corrected = np.concatenate([expert for _, expert in ratios])
@@ -278,14 +288,15 @@ class Predictor(BaseEstimator):
         return scale, float(np.quantile(corrected, self.interval))
 
     def _calibration_ratios(self, rows: np.ndarray, z: np.ndarray, gpus: np.ndarray,
-                            held: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                            held: np.ndarray, chosen: list[str]
+                            ) -> tuple[np.ndarray, np.ndarray]:
         """|error| / spread on the ``held`` rows of an ensemble fitted on the others: of the
-        shared ensemble alone on all of them, and of shared + expert on those of GPUs that get
-        an expert."""
+        shared ensemble alone on all of them, and of shared + expert on those of the
+        ``chosen`` GPUs (the ones that get an expert)."""
         forest = self._fit_forest(rows[~held], z[~held])
         center, spread = center_spread(forest.predict_trees(rows[held]))
         shared = np.abs(z[held] - center) / spread
-        experts = self._fit_experts(forest, rows[~held], z[~held], gpus[~held])
+        experts = self._fit_experts(forest, rows[~held], z[~held], gpus[~held], chosen)
         corrected = np.zeros(len(center), dtype=bool)
         for gpu, expert in experts.items():
             these = gpus[held] == gpu
