@@ -139,6 +139,15 @@ def test_xla_table(real):
     assert row["out_dtype"] == "f32"
 
 
+@pytest.mark.shared_data
+def test_training_data_leaves_suspect_rows_out_and_says_so(shared_data):
+    from gemmperf.predict.data import load_data
+
+    with pytest.warns(UserWarning, match="1,125 rows with status 'suspect' left out"):
+        frame = load_data([shared_data / "xla_matmul_perf_h100.csv"])
+    assert len(frame) == 1500 and set(frame["dtype"]) == {"bf16", "tf32"}
+
+
 def test_match_sku_uses_peaks_not_just_the_name():
     sxm = {"bf16": 989.4e12, "tf32": 494.7e12}
     assert match_sku("H100", sxm) == "h100-sxm"

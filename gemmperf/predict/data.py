@@ -8,6 +8,7 @@ Only ``status == "ok"`` rows with a GPU the spec database knows are used for lea
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -41,8 +42,9 @@ def expand_paths(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
 
 def load_data(paths: Iterable[str | os.PathLike[str]] | str | os.PathLike[str],
               *, ok_only: bool = True) -> pd.DataFrame:
-    """Records from files and folders; with ``ok_only``, failed measurements are dropped and every
-    row gets its canonical ``gpu`` key (rows of GPUs the database does not know are an error)."""
+    """Records from files and folders; with ``ok_only``, failed measurements are dropped, so are
+    suspect ones with a warning, and every row gets its canonical ``gpu`` key (rows of GPUs the
+    database does not know are an error)."""
     from gemmperf.importers import load_dataset
 
     if isinstance(paths, (str, os.PathLike)):
@@ -57,7 +59,13 @@ def load_data(paths: Iterable[str | os.PathLike[str]] | str | os.PathLike[str],
     if not ok_only:
         return frame
     if "status" in frame.columns:
-        frame = frame[frame["status"].fillna("ok") == "ok"]
+        status = frame["status"].fillna("ok")
+        suspect = status == "suspect"
+        if suspect.any():   # measured, unlike the failures: say what is left out and why
+            reason = frame.loc[suspect, "reason"].dropna()
+            warnings.warn(f"{int(suspect.sum()):,} rows with status 'suspect' left out"
+                          + (f" (e.g. {reason.iloc[0]})" if len(reason) else ""), stacklevel=2)
+        frame = frame[status == "ok"]
     frame = frame.reset_index(drop=True)
     try:
         frame["gpu"] = resolve_gpus(frame)
