@@ -293,6 +293,13 @@ def dtype_info(frame: pd.DataFrame | Columns) -> tuple[np.ndarray, ...]:
     return size, code, tensor, out_bytes, combo
 
 
+def math_keys(frame: pd.DataFrame | Columns) -> list[str | None]:
+    """Per row, its math path (a :data:`MATH_KEYS` entry; None for a row that is not a GEMM),
+    from its data types alone: no GPU involved."""
+    codes = dtype_info(frame)[1]
+    return [MATH_KEYS[int(c)] if np.isfinite(c) else None for c in codes]
+
+
 def xgemm_footprint(p: dict[str, np.ndarray], elem: np.ndarray, threads: np.ndarray,
                      regs_per_block: np.ndarray) -> dict[str, np.ndarray]:
     """Per-thread work, registers and shared memory of CLBlast Xgemm rows (NaN elsewhere).

@@ -23,6 +23,11 @@ corrections:
   ``F + I <= (D + S) T`` and ``I <= S T`` give the attainable FP32 rate
   ``min((D + S) / (1 + rho), S / rho)`` lanes per clock (``data/simt_datapaths.json``).
   ``rho`` (:data:`INT32_PER_FP32_SIMT`) is an assumption, not a spec number.
+* *FP8.* FP8 GEMMs reach a smaller share of their (doubled) peak than BF16 ones; where that was
+  measured on a GPU (the best achievable matmul rate, MAMF: H100 SXM FP8 70.9 % of peak against
+  BF16 80.3 %; ``data/training_kernels.json`` ``fp8_gemm``, as the training planner uses it),
+  the fp8 rate is the quoted peak times that ratio (feature version 3). No fp8 row of the data
+  is trusted (:mod:`gemmperf.importers.tables`), so nothing else tells the model this.
 
 Rows without a GEMM shape (power tables of other kernels) get a 1 ms base unless their params
 carry a ``flops`` count. Family tunables (CLBlast Xgemm's VWM, SA, ...) are features where a row
@@ -58,6 +63,7 @@ from gemmperf.roofline import roofline_arrays
 
 #: Bump when a feature's meaning changes: a model bundle records the version it was trained with.
 FEATURE_VERSION = 2   # 2: a boost-clock range's geometric middle where no clock is recorded
+#                       3: the fp8 rate scaled by its measured efficiency relative to bf16
 #: Stand-in for "not applicable / unknown" (trees send it to one side consistently).
 MISSING = -1.0e6
 #: INT32 instructions per FP32 instruction in a SIMT GEMM main loop (address arithmetic, loop
@@ -119,6 +125,14 @@ class FeatureSet:
     def numeric(self) -> pd.DataFrame:
         """:attr:`values` as a DataFrame with the NUMERIC_FEATURES as column names."""
         return pd.DataFrame(self.values, columns=list(NUMERIC_FEATURES), copy=False)
+
+    def math_keys(self) -> np.ndarray:
+        """Per row, its math path (a MATH_KEYS entry; None for a row that is not a GEMM), as an
+        object array, from the ``math_code`` feature (cheap: a single prediction asks)."""
+        codes = self.values[:, NUMERIC_FEATURES.index("math_code")]
+        known = (codes >= 0) & (codes < len(MATH_KEYS))
+        table = np.array([*MATH_KEYS, None], dtype=object)
+        return table[np.where(known, codes, len(MATH_KEYS)).astype(np.int64)]
 
     def factorized(self, column: str) -> tuple[np.ndarray, list[str]]:
         """(code per row, distinct values) of ``"gpu"`` or a categorical column; computed once
@@ -279,7 +293,8 @@ def build_features(frame: pd.DataFrame | Columns,
     log_clock_sd = np.where(recorded, 0.0, np.log(g["boost"] / clock_low) / np.sqrt(12.0))
     simt = np.isfinite(code) & (tensor == 0) & (code == MATH_KEYS.index("fp32"))
     # A bare flop count (no GEMM shape) is taken to run on the SIMT FP32 path.
-    rate_scale = clock_ratio * np.where(simt | ~gemm, g["eff"], 1.0)
+    rate_scale = clock_ratio * np.where(simt | ~gemm, g["eff"], 1.0) \
+        * np.where(code == MATH_KEYS.index("fp8"), g["fp8_eff"], 1.0)
     flops = np.where(gemm, roof["flops"], p["_flops"])
     peak = np.where(gemm, roof["peak"], g["fp32"])
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -356,7 +371,7 @@ def _check_whole_shapes(m: np.ndarray, n: np.ndarray, k: np.ndarray) -> None:
 
 
 _GPU_VALUES = ("boost", "boost_low", "bw", "fp32", "tdp", "smem_sm", "l2", "eff",
-               "regs_block")
+               "fp8_eff", "regs_block")
 
 
 def _gpu_value(spec: GpuSpec, name: str) -> float:
@@ -369,6 +384,10 @@ def _gpu_value(spec: GpuSpec, name: str) -> float:
         return float(spec.extra.get("boost_clock_min_mhz") or spec.boost_clock_mhz)
     if name == "eff":
         return simt_efficiency(spec)
+    if name == "fp8_eff":
+        from gemmperf.training.kernels import fp8_efficiency  # its data file; lazily
+
+        return fp8_efficiency(spec)
     if name == "regs_block":
         return float(cc_limits(spec).max_regs_per_block)
     return float(values[name])

@@ -35,6 +35,7 @@ def test_round_trip_gives_identical_predictions(bundle, model):
     clocked = frame.assign(sm_clock_mhz=900.0)   # the clock transfer reads clocked_families_
     pd.testing.assert_frame_equal(loaded.predict(clocked), model.predict(clocked))
     assert loaded.clocked_families_ == model.clocked_families_
+    assert loaded.math_paths_ == model.math_paths_ == {t: ["fp32"] for t in model.forests_}
     assert loaded.get_params() == model.get_params()
 
 

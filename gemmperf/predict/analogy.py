@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from gemmperf import records
-from gemmperf.feature_inputs import MATH_KEYS, XGEMM_PARAMS, Columns, dtype_info
+from gemmperf.feature_inputs import XGEMM_PARAMS, Columns, math_keys
 from gemmperf.features import FeatureSet, build_features
 from gemmperf.hardware.specs import get_gpu
 from gemmperf.predict.training_data import new_draw_factor
@@ -79,15 +79,9 @@ def capable_analogues(analogues: Sequence[str], math_key: str | None) -> list[st
     return have if len(have) >= 2 else []
 
 
-def _math_keys(frame: pd.DataFrame) -> list[str | None]:
-    """Per row of a records-style frame, its math path (None for a row that is not a GEMM),
-    from its data types alone: no GPU involved."""
-    codes = dtype_info(frame)[1]
-    return [MATH_KEYS[int(c)] if np.isfinite(c) else None for c in codes]
-
-
 def _runs_on(gpu: str, keys: Sequence[str | None]) -> np.ndarray:
-    """Mask of rows (by math path, :func:`_math_keys`) that ``gpu`` can run."""
+    """Mask of rows (by math path, :func:`~gemmperf.feature_inputs.math_keys`) that ``gpu``
+    can run."""
     spec = get_gpu(gpu)
     return np.array([key is None or spec.has_math(key) for key in keys], dtype=bool)
 
@@ -151,7 +145,7 @@ def analogies(model: Predictor, target: str, X: pd.DataFrame, features: FeatureS
         return []
     family_codes, families = features.factorized("family")
     gpu_codes, gpus = features.factorized("gpu")
-    keys = np.array(_math_keys(X), dtype=object)
+    keys = features.math_keys()
     out = []
     for code, family in enumerate(families):
         if family not in analogues:
@@ -204,7 +198,7 @@ def analogy_level(model: Predictor, target: str, family: str, gpu: str,
     if key not in cache:
         reference = reference_frame(model.reference_rows_[target][family])
         reference["gpu"] = gpu
-        keys = _math_keys(reference)
+        keys = math_keys(reference)
         differences = np.full((len(every), len(reference)), np.nan)  # (analogues, rows)
         runs = np.flatnonzero(_runs_on(gpu, keys))
         if len(runs):

@@ -22,7 +22,8 @@ interval for a new GPU: Student's t on the few levels it rests on, and the uncer
 mean (:func:`gemmperf.predict.training_data.gpu_level_sd`). A row naming a kernel the
 model has not seen, of a family it has seen with several kernels (a new benchmark of a DVFS
 table), is predicted as the average over that family's kernels, their scatter widening the
-interval the same way.
+interval the same way; a row of a math path no training row has (e.g. fp8) gets the scatter of
+the known paths of its kind placed on it (:mod:`gemmperf.predict.unseen_math`).
 
 Per-GPU experts: the shared ensemble sees every GPU through hardware-normalised features only
 (so that it transfers), which leaves some of what is specific to one measured GPU unfitted (on
@@ -80,6 +81,7 @@ from gemmperf.predict.training_data import (
     training_summary,
 )
 from gemmperf.predict.unseen_kernels import unseen_kernels
+from gemmperf.predict.unseen_math import trained_math_paths, unseen_math
 from gemmperf.records import params_as_text
 
 LEARNERS = ("extra_trees", "random_forest")
@@ -156,6 +158,7 @@ class Predictor(BaseEstimator):
         self.gpu_level_sd_: dict[str, float] = {}
         self.gpus_: dict[str, list[str]] = {}
         self.kernels_: dict[str, dict[str, list[str]]] = {}
+        self.math_paths_: dict[str, list[str]] = {}
         self.families_: dict[str, list[str]] = {}
         self.n_train_: dict[str, int] = {}
         self.experts_: dict[str, dict[str, CompactForest]] = {}
@@ -184,6 +187,7 @@ class Predictor(BaseEstimator):
             self.n_train_[target] = int(ok.sum())
             self.gpus_[target] = sorted(pd.unique(gpus))
             self.kernels_[target] = kernels_by_family(features, ok)
+            self.math_paths_[target] = trained_math_paths(features, ok)
             families = features.categorical["family"][ok]
             self.families_[target] = sorted(map(str, pd.unique(families)))
             self.gpu_level_sd_[target] = gpu_level_sd(z, gpus, families, self.interval,
@@ -374,6 +378,9 @@ class Predictor(BaseEstimator):
             # average over that family's known kernels, plus their scatter in the interval.
             for rows, mean, scatter in unseen_kernels(self, target, matrix, features):
                 center[rows] = mean
+                half[rows] = np.hypot(half[rows], z_score * scatter)
+            # A math path no training row has: how far the known paths disagree about the row.
+            for rows, scatter in unseen_math(self, target, X, features):
                 half[rows] = np.hypot(half[rows], z_score * scatter)
             # A GPU the ensemble never saw adds the between-GPU level scatter the base leaves
             # unexplained, in quadrature (independent error sources).

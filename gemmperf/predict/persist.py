@@ -35,8 +35,9 @@ from gemmperf.predict.forest import Predictor
 
 BUNDLE_FORMAT = "gemmperf-model"
 #: Bump when the bundle layout changes; a bundle of another version is refused with a message.
-BUNDLE_VERSION = 4   # 2: per-GPU expert ensembles (``experts``); 3: analogues, reference rows,
-#                      families per target; 4: families trained with clocks (clock_transfer)
+BUNDLE_VERSION = 5   # 2: per-GPU expert ensembles (``experts``); 3: analogues, reference rows,
+#                      families per target; 4: families trained with clocks (clock_transfer);
+#                      5: math paths trained per target (unseen_math)
 DEFAULT_MODEL_NAME = "gemmperf-default.npz"
 _META = "__meta__"
 
@@ -169,6 +170,7 @@ def _metadata(model: Predictor, arrays: Mapping[str, np.ndarray],
         "gpu_level_sd": dict(model.gpu_level_sd_),
         "gpus": {t: list(v) for t, v in model.gpus_.items()},
         "kernels": {t: {f: list(k) for f, k in v.items()} for t, v in model.kernels_.items()},
+        "math_paths": {t: list(v) for t, v in model.math_paths_.items()},
         "families": {t: list(v) for t, v in getattr(model, "families_", {}).items()},
         "clocked_families": list(model.clocked_families_),
         "n_train": dict(model.n_train_),
@@ -266,6 +268,7 @@ def _rebuild(path: Path, arrays: Mapping[str, np.ndarray], meta: Mapping[str, An
         model.gpus_ = {t: [str(g) for g in meta["gpus"][t]] for t in model.forests_}
         model.kernels_ = {t: {str(f): [str(k) for k in ks] for f, ks in meta["kernels"][t].items()}
                           for t in model.forests_}
+        model.math_paths_ = {t: [str(k) for k in meta["math_paths"][t]] for t in model.forests_}
         model.n_train_ = {t: int(meta["n_train"][t]) for t in model.forests_}
         model.families_ = {t: [str(f) for f in meta["families"][t]] for t in model.forests_}
         model.clocked_families_ = [str(f) for f in meta["clocked_families"]]
