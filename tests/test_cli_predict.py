@@ -117,6 +117,24 @@ def test_predict_on_an_unseen_gpu_in_a_math_path_the_analogues_lack(capsys):
         assert 0 < out["runtime_s_lo"] < out["runtime_s"] < out["runtime_s_hi"]
 
 
+def test_predict_without_a_family_is_the_vendor_library_and_says_so(capsys):
+    # The shipped model knows cuBLAS (Vidur): no --family and no kernel options is cuBLAS;
+    # a tile option describes some other kernel, so the row names no family.
+    args = ["predict", "--gpu", "a100", "--m", "4096", "--n", "4096", "--k", "4096",
+            "--dtype", "f16", "--json"]
+    assert main(args) == 0
+    default = json.loads(capsys.readouterr().out)
+    assert default["family"] == "cublas" and default["family_defaulted"] is True
+    assert main([*args, "--family", "cublas"]) == 0
+    named = json.loads(capsys.readouterr().out)
+    assert named["family_defaulted"] is False and named["runtime_s"] == default["runtime_s"]
+    assert main([*args, "--tile-m", "128"]) == 0
+    tiled = json.loads(capsys.readouterr().out)
+    assert tiled["family"] is None and tiled["family_defaulted"] is False
+    assert main(args[:-1]) == 0
+    assert "cublas (default family)" in " ".join(capsys.readouterr().out.split())
+
+
 _XGEMM_4K = ["predict", "--model", "MODEL", "--gpu", "rtx-3090", "--m", "4096", "--n", "4096",
              "--k", "4096", "--dtype", "f32", "--family", "clblast_xgemm"]
 

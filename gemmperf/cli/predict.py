@@ -56,7 +56,9 @@ def register(subparsers: Any) -> None:
     add_bundle_args(p)
     add_gemm_args(p, dims_required=True, acc_dtype=True)
     p.add_argument("--family", default=None,
-                   help="kernel family, e.g. clblast_xgemm, cublas, xla_library")
+                   help="kernel family, e.g. clblast_xgemm, cublas, xla_library (default: "
+                        f"{DEFAULT_FAMILY}, the vendor library, where the model knows it and "
+                        "no tile or launch option describes another kernel)")
     for name, text in (("tile-m", "thread-block tile rows"),
                        ("tile-n", "thread-block tile columns"),
                        ("tile-k", "thread-block tile depth"), ("threads", "threads per block"),
@@ -219,6 +221,21 @@ def _parse_params(items: list[str]) -> dict[str, Any]:
     return params
 
 
+#: What ``predict`` without ``--family`` means: a GEMM through the vendor library.
+DEFAULT_FAMILY = "cublas"
+_CONFIG_OPTIONS = ("param", "tile_m", "tile_n", "tile_k", "threads", "stages", "split_k", "regs",
+                   "smem")
+
+
+def _default_family(args: Any, model: Any) -> str | None:
+    """:data:`DEFAULT_FAMILY` where the model trained on it and no option describes a kernel of
+    its own; else None (a row of no family: the trees route it between the ones they know)."""
+    if any(getattr(args, name) for name in _CONFIG_OPTIONS):
+        return None
+    trained = getattr(model, "families_", {}).get("runtime", [])
+    return DEFAULT_FAMILY if DEFAULT_FAMILY in trained else None
+
+
 def _family_config(family: str | None, params: dict[str, Any], problem: Any, gpu: Any,
                    model: Any) -> dict[str, Any]:
     """Record columns of the config ``--family`` and ``--param`` describe: for a family with a
@@ -274,10 +291,11 @@ def run_predict(args: argparse.Namespace) -> int:
             raise InvalidConfigError(f"--{name.replace('_', '-')} {value}: must be "
                                      f"{'>= 0' if name == 'smem' else 'positive'}")
     model = load_model(args.model, trust_pickle=args.trust_pickle)
-    config = _family_config(args.family, _parse_params(args.param), problem, gpu, model)
+    family = args.family or _default_family(args, model)
+    config = _family_config(family, _parse_params(args.param), problem, gpu, model)
     row = {"m": problem.m, "n": problem.n, "k": problem.k, "batch": problem.batch,
            "dtype": problem.dtype, "acc_dtype": problem.acc_dtype, "gpu": gpu.key,
-           "family": args.family, "kernel_name": config.get("kernel_name"),
+           "family": family, "kernel_name": config.get("kernel_name"),
            "tile_m": args.tile_m, "tile_n": args.tile_n,
            "tile_k": args.tile_k, "threads_per_block": args.threads, "stages": args.stages,
            "split_k": args.split_k, "regs_per_thread": args.regs,
@@ -289,11 +307,12 @@ def run_predict(args: argparse.Namespace) -> int:
             row[column] = value
     pred = model.predict(pd.DataFrame([row])).iloc[0].to_dict()
     seen = {entry.get("gpu") for entry in model.training_data_}
-    analogues = (model.analogues(gpu.key, args.family, math_key=problem.peak_key)
-                 if args.family else [])
+    analogues = (model.analogues(gpu.key, family, math_key=problem.peak_key)
+                 if family else [])
     out = {"gpu": gpu.key, "problem": f"{problem.m}x{problem.n}x{problem.k}",
            "dtype": problem.dtype, "gpu_in_training_data": gpu.key in seen,
-           "family": args.family, "params": config.get("params", {}),
+           "family": family, "family_defaulted": family is not None and not args.family,
+           "params": config.get("params", {}),
            "by_analogy_with": analogues, **pred}
     if args.json:
         print_json(out)
@@ -302,10 +321,12 @@ def run_predict(args: argparse.Namespace) -> int:
     for column, unit in (("runtime_s", "s"), ("power_w", "W"), ("energy_j", "J")):
         if column in pred:
             rows.append((column, pred[column], pred[column + "_lo"], pred[column + "_hi"], unit))
+    family_text = (f"{family} (default family)" if out["family_defaulted"]
+                   else family or "(no kernel family)")
     note = "" if out["gpu_in_training_data"] else " (GPU not in the training data: " + (
         f"by analogy with {', '.join(analogues)})" if analogues else "transfer)")
     print_table(["quantity", "predicted", "80% low", "80% high", "unit"], rows,
-                title=f"{out['problem']} {problem.dtype} on {gpu.name}{note}")
+                title=f"{out['problem']} {problem.dtype} {family_text} on {gpu.name}{note}")
     if gpu.tdp_w and pred.get("power_w_hi", 0.0) >= gpu.tdp_w * (1 - 1e-9):
         print(f"power stops at the {gpu.tdp_w:g} W power limit (the spec's TDP; the GPU clocks "
               "down to hold it)")

@@ -56,7 +56,6 @@ from gemmperf.features import (
     CATEGORICAL_FEATURES,
     MISSING,
     NUMERIC_FEATURES,
-    POWER_CLOCK_EXPONENT,
     TARGET_COLUMNS,
     TARGETS,
     FeatureSet,
@@ -71,6 +70,7 @@ from gemmperf.predict.analogy import (
 from gemmperf.predict.clock_transfer import as_measured, clocked_families
 from gemmperf.predict.compact import CompactForest
 from gemmperf.predict.ensembles import center_spread, normal_quantile, tree_predictions
+from gemmperf.predict.levels import family_gpus, with_level_term
 from gemmperf.predict.physical_limits import apply_physical_limits
 from gemmperf.predict.training_data import (
     calibration_groups,
@@ -90,10 +90,6 @@ MIN_ROWS = 10
 #: Fewer calibration units than this (a 20 % draw would rest on fewer than 40 of them, say 6 of
 #: the DVFS table's 32 clocks): every unit is held out once, in folds.
 CROSS_CALIBRATION_UNITS = 200
-#: |d log(base) / d log(SM clock)| of a compute-bound row per target (:mod:`gemmperf.features`:
-#: runtime ~ 1 / f, power ~ f ** POWER_CLOCK_EXPONENT, energy = power x runtime).
-CLOCK_SENSITIVITY = {"runtime": 1.0, "power": POWER_CLOCK_EXPONENT,
-                     "energy": 1.0 - POWER_CLOCK_EXPONENT}
 
 
 class Predictor(BaseEstimator):
@@ -160,6 +156,7 @@ class Predictor(BaseEstimator):
         self.kernels_: dict[str, dict[str, list[str]]] = {}
         self.math_paths_: dict[str, list[str]] = {}
         self.families_: dict[str, list[str]] = {}
+        self.family_gpus_: dict[str, dict[str, list[str]]] = {}
         self.n_train_: dict[str, int] = {}
         self.experts_: dict[str, dict[str, CompactForest]] = {}
         self.expert_interval_scale_: dict[str, float] = {}
@@ -190,6 +187,7 @@ class Predictor(BaseEstimator):
             self.math_paths_[target] = trained_math_paths(features, ok)
             families = features.categorical["family"][ok]
             self.families_[target] = sorted(map(str, pd.unique(families)))
+            self.family_gpus_[target] = family_gpus(families, gpus)
             self.gpu_level_sd_[target] = gpu_level_sd(z, gpus, families, self.interval,
                                                        configs[ok])
             self.analogues_[target] = analogue_gpus(families, gpus, self.expert_min_rows) \
@@ -382,22 +380,9 @@ class Predictor(BaseEstimator):
             # A math path no training row has: how far the known paths disagree about the row.
             for rows, scatter in unseen_math(self, target, X, features):
                 half[rows] = np.hypot(half[rows], z_score * scatter)
-            # A GPU the ensemble never saw adds the between-GPU level scatter the base leaves
-            # unexplained, in quadrature (independent error sources).
-            # So does the clock a row leaves unrecorded where the spec gives only a range (a
-            # measured GPU's expert has learned its actual level).
-            if unseen.any():
-                level_sd = self.gpu_level_sd_[target]
-                if not level_sd:
-                    new_gpus = ", ".join(sorted(map(str, pd.unique(features.gpu[unseen]))))
-                    warnings.warn(
-                        f"the {target} interval on {new_gpus} leaves out how far a new GPU's "
-                        f"level may be off: no kernel family in the training data was measured "
-                        f"on two GPUs, so there is nothing to estimate it from", stacklevel=2)
-                if features.log_clock_sd is not None:
-                    level_sd = np.hypot(level_sd,
-                                        CLOCK_SENSITIVITY[target] * features.log_clock_sd)
-                half = np.where(unseen, np.hypot(half, z_score * level_sd), half)
+            # A GPU, or a family on a GPU, never measured: the between-GPU level scatter
+            # (gemmperf.predict.levels).
+            half = with_level_term(self, target, features, unseen, half, z_score)
             base = features.log_base[target]
             if clock is not None:
                 if clock_bases is None or target == "runtime":

@@ -37,7 +37,8 @@ BUNDLE_FORMAT = "gemmperf-model"
 #: Bump when the bundle layout changes; a bundle of another version is refused with a message.
 BUNDLE_VERSION = 5   # 2: per-GPU expert ensembles (``experts``); 3: analogues, reference rows,
 #                      families per target; 4: families trained with clocks (clock_transfer);
-#                      5: math paths trained per target (unseen_math)
+#                      5: math paths trained per target (unseen_math), the GPUs each family
+#                      was measured on (levels)
 DEFAULT_MODEL_NAME = "gemmperf-default.npz"
 _META = "__meta__"
 
@@ -172,6 +173,8 @@ def _metadata(model: Predictor, arrays: Mapping[str, np.ndarray],
         "kernels": {t: {f: list(k) for f, k in v.items()} for t, v in model.kernels_.items()},
         "math_paths": {t: list(v) for t, v in model.math_paths_.items()},
         "families": {t: list(v) for t, v in getattr(model, "families_", {}).items()},
+        "family_gpus": {t: {f: list(g) for f, g in v.items()}
+                        for t, v in model.family_gpus_.items()},
         "clocked_families": list(model.clocked_families_),
         "n_train": dict(model.n_train_),
         "training_data": list(model.training_data_),
@@ -271,6 +274,9 @@ def _rebuild(path: Path, arrays: Mapping[str, np.ndarray], meta: Mapping[str, An
         model.math_paths_ = {t: [str(k) for k in meta["math_paths"][t]] for t in model.forests_}
         model.n_train_ = {t: int(meta["n_train"][t]) for t in model.forests_}
         model.families_ = {t: [str(f) for f in meta["families"][t]] for t in model.forests_}
+        model.family_gpus_ = {t: {str(f): [str(g) for g in gs]
+                                  for f, gs in meta["family_gpus"][t].items()}
+                              for t in model.forests_}
         model.clocked_families_ = [str(f) for f in meta["clocked_families"]]
         model.analogues_ = {t: {str(f): [str(g) for g in gs]
                                 for f, gs in meta["analogues"].get(t, {}).items()}
