@@ -55,14 +55,16 @@ def unseen_math(model: Predictor, target: str, X: pd.DataFrame, features: Featur
     out = []
     for key in new:
         same_kind = [k for k in known if (k in SIMT_KEYS) == (key in SIMT_KEYS)]
+        if not same_kind:
+            # Nothing of its kind trained on at all (the power of a GEMM): the extrapolation
+            # the model card's limits describe, not worth a warning on every prediction.
+            continue
         rows = np.flatnonzero(keys == key)
         gpus = features.gpu[rows]
         for gpu in dict.fromkeys(gpus):
             part = rows[gpus == gpu]
             paths = [k for k in same_kind if get_gpu(gpu).has_math(k)]
-            if not same_kind:
-                continue    # nothing of its kind at all (power of a GEMM): the model card's
-            if len(paths) < 2:     # limits say so; one such path would look covered
+            if len(paths) < 2:    # one known path of its kind: the interval would look covered
                 warnings.warn(
                     f"the {target} interval of {key} rows on {gpu} leaves out how far a math "
                     f"path without training rows may be off: fewer than two paths of its kind "
