@@ -12,10 +12,11 @@ split the plan by a stable hash of (problem, config), the same on every machine,
 of ``--shard 1/n`` ... ``n/n`` is exactly the unsharded sweep.
 
 Failures are records too: ``invalid`` (rejected before launch, with the backend's reason),
-``compile_error``, ``launch_error``, ``timeout`` and ``wrong_result`` (measured, but the output
-did not match the reference; runtime fields are kept, the status marks them). A launch error that
-poisons the CUDA context (``LaunchError(fatal=True)``) stops the sweep after recording it; a
-resumed sweep starts a fresh context and moves past it.
+``compile_error``, ``launch_error``, ``timeout``, ``wrong_result`` (measured, but the output
+did not match the reference; runtime fields are kept, the status marks them) and ``suspect``
+(faster than the GPU's compute peak allows, :mod:`gemmperf.collect.plausibility`). A launch
+error that poisons the CUDA context (``LaunchError(fatal=True)``) stops the sweep after
+recording it; a resumed sweep starts a fresh context and moves past it.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from gemmperf.collect.backend import CompileError, LaunchError
+from gemmperf.collect.plausibility import implausible_reason, max_sm_clock
 from gemmperf.collect.power import PowerReading, PowerSettings, window_launches
 from gemmperf.collect.rig import Rig
 from gemmperf.collect.space import PlanItem, Shard, SweepPlan, record_item_key
@@ -335,6 +337,9 @@ def measure_item(rig: Rig, item: PlanItem, options: SweepOptions) -> tuple[dict[
             row["reason"] = (
                 f"max relative error {check.max_rel_error:.3g} exceeds {check.tolerance:.3g}"
             )
+        elif (implausible := implausible_reason(timing.median_s, item.problem, rig.spec,
+                                                max_sm_clock(rig.meter))) is not None:
+            row.update(status="suspect", reason=implausible)
         elif rig.meter is not None and options.power is not None:
             launches = window_launches(timing.median_s, options.power.window_s)
 
