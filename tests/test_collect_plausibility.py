@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from gemmperf.collect import sweep
+from gemmperf.collect import measurement
 from gemmperf.collect.plausibility import compute_floor_s, implausible_reason, max_sm_clock
 from gemmperf.collect.runner import SweepJob, run_job
 from gemmperf.collect.space import resolve_shapes
@@ -65,12 +65,12 @@ def test_max_sm_clock_reads_the_meters_sensor_where_it_can():
 
 
 def test_a_sweep_records_an_impossible_time_as_suspect(tmp_path, monkeypatch):
-    real = sweep.measure_runtime
+    real = measurement.measure_runtime
 
     def too_fast(*args, **kwargs):   # a kernel that "ran" in a nanosecond
         return dataclasses.replace(real(*args, **kwargs), median_s=1e-9)
 
-    monkeypatch.setattr(sweep, "measure_runtime", too_fast)
+    monkeypatch.setattr(measurement, "measure_runtime", too_fast)
     options = SweepOptions(out_dir=tmp_path, timing=TimingSettings(min_window_s=0.005))
     summary = run_job(SweepJob(families=("cublas",), shapes=tuple(resolve_shapes("256")),
                                dtypes=("f16",), options=options, backend="fake", seed=1))

@@ -4,8 +4,9 @@ Both take the candidates to measure (rows of the space frame) and return, per ro
 ``reason``, ``runtime_s``, ``power_w``, ``energy_j`` and ``source``.
 
 - :class:`CollectorMeasurer` runs each config through the collector's own measurement path
-  (:func:`gemmperf.collect.sweep.measure_item`: compile, time with warm-up and repeats, verify,
-  NVML power) on a :class:`~gemmperf.collect.rig.Rig` and appends every record to a JSONL file.
+  (:func:`gemmperf.collect.measurement.measure_item`: compile, time with warm-up and repeats,
+  verify, NVML power) on a :class:`~gemmperf.collect.rig.Rig` and appends every record to a
+  JSONL file.
 - :class:`ReplayMeasurer` looks the config up in a recorded space (records or a Kernel Tuner
   cache): the file plays the GPU. With ``noise=True`` each replayed time is drawn from the
   spread of the recorded runs (a fresh measurement of the mean of ``repeats`` runs), so seeds
@@ -97,8 +98,8 @@ class CollectorMeasurer:
         self.source = rig.source
 
     def measure(self, space: Space, ids: list[Any]) -> pd.DataFrame:
+        from gemmperf.collect.measurement import measure_item
         from gemmperf.collect.space import PlanItem, item_key
-        from gemmperf.collect.sweep import measure_item
 
         rows = []
         for config_id in ids:
