@@ -79,3 +79,14 @@ def test_one_known_path_of_the_kind_warns_and_none_adds_nothing(recwarn):
     simt = rows.assign(dtype="f64")
     with pytest.warns(UserWarning, match="fewer than two paths of its kind.*fp32"):
         assert unseen_math(model, "runtime", simt, build_features(simt)) == []
+
+
+def test_a_clocked_row_of_a_new_path_is_placed_as_predict_shows_it_the_trees(model):
+    # The families here were trained without clocks: predict blanks a requested clock for the
+    # trees (the base carries it), and so does the scatter's placement, so the scatter of a
+    # row at a locked clock is the same as at the default clock.
+    rows = fp8_rows()
+    at = unseen_math(model, "runtime", rows, build_features(rows))
+    locked = rows.assign(sm_clock_mhz=1200.0)
+    at_clock = unseen_math(model, "runtime", locked, build_features(locked))
+    np.testing.assert_allclose(at_clock[0][1], at[0][1])

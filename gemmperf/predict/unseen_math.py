@@ -22,6 +22,7 @@ import pandas as pd
 from gemmperf.feature_inputs import MATH_KEYS, SIMT_KEYS
 from gemmperf.features import NUMERIC_FEATURES, FeatureSet, build_features
 from gemmperf.hardware.specs import get_gpu
+from gemmperf.predict.clock_transfer import as_measured
 from gemmperf.predict.training_data import new_draw_factor
 from gemmperf.problem import DTYPES
 
@@ -79,8 +80,11 @@ def unseen_math(model: Predictor, target: str, X: pd.DataFrame, features: Featur
 
 def _z(model: Predictor, target: str, frame: pd.DataFrame, gpu: str) -> np.ndarray:
     """Mean z of the shared ensemble on ``frame``'s rows, plus ``gpu``'s expert's where it has
-    one (on a measured GPU the expert knows how its paths differ; the shared trees less)."""
-    matrix = model._matrix(build_features(frame))
+    one (on a measured GPU the expert knows how its paths differ; the shared trees less); the
+    trees see a clock as ``predict`` shows it them (:mod:`gemmperf.predict.clock_transfer`)."""
+    features = build_features(frame)
+    clock = as_measured(frame, features, getattr(model, "clocked_families_", None))
+    matrix = model._matrix(clock.tree_features if clock else features)
     z = model.forests_[target].predict_trees(matrix).mean(axis=0)
     expert = getattr(model, "experts_", {}).get(target, {}).get(gpu)
     return z if expert is None else z + expert.predict_trees(matrix).mean(axis=0)
