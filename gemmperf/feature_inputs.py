@@ -293,11 +293,18 @@ def dtype_info(frame: pd.DataFrame | Columns) -> tuple[np.ndarray, ...]:
     return size, code, tensor, out_bytes, combo
 
 
-def math_keys(frame: pd.DataFrame | Columns) -> list[str | None]:
-    """Per row, its math path (a :data:`MATH_KEYS` entry; None for a row that is not a GEMM),
-    from its data types alone: no GPU involved."""
-    codes = dtype_info(frame)[1]
-    return [MATH_KEYS[int(c)] if np.isfinite(c) else None for c in codes]
+def math_keys_of(codes: np.ndarray) -> np.ndarray:
+    """The :data:`MATH_KEYS` entry of each math-path code, as an object array (None for NaN or
+    MISSING: a row that is not a GEMM)."""
+    known = (codes >= 0) & (codes < len(MATH_KEYS))     # False for NaN too
+    table = np.array([*MATH_KEYS, None], dtype=object)
+    return table[np.where(known, codes, len(MATH_KEYS)).astype(np.int64)]
+
+
+def math_keys(frame: pd.DataFrame | Columns) -> np.ndarray:
+    """Per row, its math path (:func:`math_keys_of`) from its data types alone: no GPU
+    involved."""
+    return math_keys_of(dtype_info(frame)[1])
 
 
 def xgemm_footprint(p: dict[str, np.ndarray], elem: np.ndarray, threads: np.ndarray,

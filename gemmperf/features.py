@@ -53,6 +53,7 @@ from gemmperf.feature_inputs import (
     dtype_info,
     factorize,
     family_params,
+    math_keys_of,
     numeric_column,
     text_column,
     xgemm_footprint,
@@ -62,7 +63,7 @@ from gemmperf.hardware.specs import GpuSpec, find_gpu, get_gpu
 from gemmperf.roofline import roofline_arrays
 
 #: Bump when a feature's meaning changes: a model bundle records the version it was trained with.
-FEATURE_VERSION = 2   # 2: a boost-clock range's geometric middle where no clock is recorded
+FEATURE_VERSION = 3   # 2: a boost-clock range's geometric middle where no clock is recorded
 #                       3: the fp8 rate scaled by its measured efficiency relative to bf16
 #: Stand-in for "not applicable / unknown" (trees send it to one side consistently).
 MISSING = -1.0e6
@@ -129,10 +130,7 @@ class FeatureSet:
     def math_keys(self) -> np.ndarray:
         """Per row, its math path (a MATH_KEYS entry; None for a row that is not a GEMM), as an
         object array, from the ``math_code`` feature (cheap: a single prediction asks)."""
-        codes = self.values[:, NUMERIC_FEATURES.index("math_code")]
-        known = (codes >= 0) & (codes < len(MATH_KEYS))
-        table = np.array([*MATH_KEYS, None], dtype=object)
-        return table[np.where(known, codes, len(MATH_KEYS)).astype(np.int64)]
+        return math_keys_of(self.values[:, NUMERIC_FEATURES.index("math_code")])
 
     def factorized(self, column: str) -> tuple[np.ndarray, list[str]]:
         """(code per row, distinct values) of ``"gpu"`` or a categorical column; computed once

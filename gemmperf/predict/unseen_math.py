@@ -36,8 +36,7 @@ _AS_DTYPE = {key: (dtype, None) for dtype, (_, key) in DTYPES.items()} | {
 
 def trained_math_paths(features: FeatureSet, rows: np.ndarray) -> list[str]:
     """The math paths among ``features``' ``rows`` (a mask), e.g. ["bf16", "fp16", "fp32"]."""
-    codes = features.values[rows, NUMERIC_FEATURES.index("math_code")]
-    return sorted({MATH_KEYS[int(c)] for c in codes if 0 <= c < len(MATH_KEYS)})
+    return sorted(k for k in pd.unique(features.math_keys()[rows]) if k is not None)
 
 
 def unseen_math(model: Predictor, target: str, X: pd.DataFrame, features: FeatureSet
