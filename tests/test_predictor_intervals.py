@@ -12,6 +12,7 @@ from predict_helpers import SMALL, xgemm_frame
 
 from gemmperf.features import build_features
 from gemmperf.hardware.specs import get_gpu
+from gemmperf.predict import calibration
 from gemmperf.predict.forest import Predictor
 from gemmperf.predict.training_data import (
     calibration_groups,
@@ -122,13 +123,13 @@ def test_calibration_holds_out_a_clock_with_every_benchmark_run_at_it():
 
 def test_few_calibration_units_are_each_held_out_once(monkeypatch):
     seen = []
-    original = Predictor._calibration_ratios
+    original = calibration.calibration_ratios
 
-    def record(self, rows, z, gpus, held, chosen):
+    def record(model, rows, z, gpus, held, chosen):
         seen.append(held.copy())
-        return original(self, rows, z, gpus, held, chosen)
+        return original(model, rows, z, gpus, held, chosen)
 
-    monkeypatch.setattr(Predictor, "_calibration_ratios", record)
+    monkeypatch.setattr(calibration, "calibration_ratios", record)
     small = xgemm_frame(150)                      # 150 rows, each its own unit: 5 folds
     model = Predictor(targets=("runtime",), **SMALL).fit(small)
     assert len(seen) == 5
@@ -224,15 +225,15 @@ def test_an_expert_is_calibrated_even_where_holding_out_leaves_it_too_few_rows(m
     # expert's (narrower) tree spread would be scaled as the shared ensemble's (the XLA
     # table's 1,200 rows per fold: 80 % coverage came out 0.03).
     chosen_seen = []
-    original = Predictor._calibration_ratios
+    original = calibration.calibration_ratios
 
-    def record(self, rows, z, gpus, held, chosen):
+    def record(model, rows, z, gpus, held, chosen):
         chosen_seen.append(list(chosen))
-        shared, expert = original(self, rows, z, gpus, held, chosen)
+        shared, expert = original(model, rows, z, gpus, held, chosen)
         assert len(expert) == held.sum()            # every held-out row scored with it
         return shared, expert
 
-    monkeypatch.setattr(Predictor, "_calibration_ratios", record)
+    monkeypatch.setattr(calibration, "calibration_ratios", record)
     model = Predictor(targets=("runtime",), expert_min_rows=250, **SMALL).fit(
         xgemm_frame(300, gpus=("rtx-3090",)))
     assert chosen_seen == [["rtx-3090"]] and list(model.experts_["runtime"]) == ["rtx-3090"]

@@ -6,14 +6,8 @@ the three live in one estimator. Targets are learned relative to the hardware-no
 :mod:`gemmperf.features` in log space (errors are relative; a 2x miss weighs the same at 10 us and
 at 10 ms): ``z = log(y) - log(base)``.
 
-Uncertainty: the spread of the per-tree predictions. A tree spread is not a calibrated interval,
-so ``fit`` holds out ``calibration_fraction`` of the rows, fits the same ensemble on the rest and
-finds the factor ``c`` such that ``center +- c * spread`` covers ``interval`` of the held-out rows
-(split-conformal calibration, Lei et al., JASA 2018, with the tree spread as the scale). Rows are
-held out by problem where a family was measured at many problems on a GPU, else by clock where it
-was swept over many clocks, so that a repeat of a held-out measurement does not stay behind in
-the fit (:func:`gemmperf.predict.training_data.calibration_groups`); with few such units, each is
-held out once in folds (cross-conformal), not a 20 % draw of a few.
+Uncertainty: the spread of the per-tree predictions, scaled to cover ``interval`` of rows held
+out in whole problems or clocks (conformal calibration, :mod:`gemmperf.predict.calibration`).
 The final ensemble is then fitted on all rows. That calibration describes GPUs the model has
 seen; for a GPU it has not, the half-width also gets (in quadrature) the scatter of per-GPU
 levels that the hardware-normalised base leaves unexplained (``gpu_level_sd_``, estimated from
@@ -43,8 +37,6 @@ analogues' disagreement in quadrature. ``analogy=False`` turns it off.
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
@@ -67,6 +59,7 @@ from gemmperf.predict.analogy import (
     capable_analogues,
     reference_rows,
 )
+from gemmperf.predict.calibration import interval_scales
 from gemmperf.predict.clock_transfer import as_measured, clocked_families
 from gemmperf.predict.compact import CompactForest
 from gemmperf.predict.ensembles import center_spread, normal_quantile, tree_predictions
@@ -85,11 +78,8 @@ from gemmperf.predict.unseen_math import trained_math_paths, unseen_math
 from gemmperf.records import params_as_text
 
 LEARNERS = ("extra_trees", "random_forest")
-#: A target needs at least this many rows to get an ensemble (and twice that to be calibrated).
+#: A target needs at least this many rows to get an ensemble.
 MIN_ROWS = 10
-#: Fewer calibration units than this (a 20 % draw would rest on fewer than 40 of them, say 6 of
-#: the DVFS table's 32 clocks): every unit is held out once, in folds.
-CROSS_CALIBRATION_UNITS = 200
 
 
 class Predictor(BaseEstimator):
@@ -175,7 +165,7 @@ class Predictor(BaseEstimator):
             z = np.log(values[ok]) - features.log_base[target][ok]
             rows = matrix[ok]
             gpus = features.gpu[ok]
-            scale, expert_scale = self._calibrate(rows, z, gpus, units[ok], rng)
+            scale, expert_scale = interval_scales(self, rows, z, gpus, units[ok], rng)
             self.interval_scale_[target] = scale
             self.forests_[target] = self._fit_forest(rows, z)
             self.experts_[target] = self._fit_experts(self.forests_[target], rows, z, gpus)
@@ -254,59 +244,6 @@ class Predictor(BaseEstimator):
         residual = z - forest.predict_trees(rows).mean(axis=0)
         return {str(g): self._fit_forest(rows[gpus == g], residual[gpus == g], expert=True)
                 for g in chosen}
-
-    def _calibrate(self, rows: np.ndarray, z: np.ndarray, gpus: np.ndarray, units: np.ndarray,
-                   rng: np.random.Generator) -> tuple[float, float]:
-        """Spread multipliers giving ``interval`` coverage on held-out rows (module doc): of
-        the shared ensemble alone, and of shared + expert on the GPUs that get experts.
-        ``units`` (:func:`calibration_groups`) are held out whole: a ``calibration_fraction``
-        draw of them, or, with fewer than :data:`CROSS_CALIBRATION_UNITS`, every unit once in
-        ``1 / calibration_fraction`` folds (cross-conformal calibration, Vovk, Ann. Math. Artif.
-        Intell. 2015), whose pooled ratios make one quantile."""
-        n = len(z)
-        if n < 2 * MIN_ROWS:
-            warnings.warn(f"only {n} rows: the prediction interval is uncalibrated (scale 1)",
-                          stacklevel=3)
-            return 1.0, 1.0
-        units = np.unique(units, return_inverse=True)[1].reshape(-1)   # codes 0.. on these rows
-        n_units = units.max() + 1
-        if n_units < CROSS_CALIBRATION_UNITS:
-            folds = min(n_units, max(2, round(1 / self.calibration_fraction)))
-            fold = rng.permutation(n_units) % folds
-            parts = [(fold == f)[units] for f in range(folds)]
-        else:
-            held = (rng.random(n_units) < self.calibration_fraction)[units]
-            held[rng.integers(n)] = True
-            parts = [held]
-        # The GPUs the final fit gives experts, also where holding out leaves fewer rows than
-        # expert_min_rows (else an expert would go uncalibrated: XLA's 1,200 rows in a fold).
-        chosen = self._expert_gpus(gpus)
-        ratios = [self._calibration_ratios(rows, z, gpus, held, chosen) for held in parts]
-        scale = float(np.quantile(np.concatenate([shared for shared, _ in ratios]),
-                                  self.interval))
-        corrected = np.concatenate([expert for _, expert in ratios])
-        if not len(corrected):
-            return scale, scale
-        return scale, float(np.quantile(corrected, self.interval))
-
-    def _calibration_ratios(self, rows: np.ndarray, z: np.ndarray, gpus: np.ndarray,
-                            held: np.ndarray, chosen: list[str]
-                            ) -> tuple[np.ndarray, np.ndarray]:
-        """|error| / spread on the ``held`` rows of an ensemble fitted on the others: of the
-        shared ensemble alone on all of them, and of shared + expert on those of the
-        ``chosen`` GPUs (the ones that get an expert)."""
-        forest = self._fit_forest(rows[~held], z[~held])
-        center, spread = center_spread(forest.predict_trees(rows[held]))
-        shared = np.abs(z[held] - center) / spread
-        experts = self._fit_experts(forest, rows[~held], z[~held], gpus[~held], chosen)
-        corrected = np.zeros(len(center), dtype=bool)
-        for gpu, expert in experts.items():
-            these = gpus[held] == gpu
-            if these.any():
-                shift, spread[these] = center_spread(expert.predict_trees(rows[held][these]))
-                center[these] += shift
-                corrected |= these
-        return shared, np.abs(z[held][corrected] - center[corrected]) / spread[corrected]
 
     def _vocabulary_codes(self, column: str) -> dict[str, int]:
         """``categories_[column]`` as a value -> code dict (cached: a single prediction must
