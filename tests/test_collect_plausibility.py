@@ -1,23 +1,28 @@
-"""Measured times no GPU could reach are recorded as suspect (gemmperf.collect.plausibility)."""
+"""Measured times no GPU could reach are recorded as suspect (gemmperf.plausibility)."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from gemmperf.collect import measurement
-from gemmperf.collect.plausibility import compute_floor_s, implausible_reason, max_sm_clock
+from gemmperf.collect.measurement import max_sm_clock
 from gemmperf.collect.runner import SweepJob, run_job
 from gemmperf.collect.space import resolve_shapes
 from gemmperf.collect.sweep import SweepOptions
 from gemmperf.collect.timing import TimingSettings
 from gemmperf.hardware.specs import get_gpu
+from gemmperf.importers import import_cutlass_profiler, load_dataset
+from gemmperf.plausibility import compute_floor_s, flag_implausible, implausible_reason
 from gemmperf.problem import GemmProblem
 
 BF16 = GemmProblem(4096, 4096, 4096, dtype="bf16")
 F32 = GemmProblem(4096, 4096, 4096, dtype="f32")
+CUTLASS_V2 = Path(__file__).parent / "fixtures" / "cutlass_profiler_v2.gemm.csv"
 
 
 def test_the_floor_is_the_peak_rate_at_the_gpus_maximum_clock():
@@ -80,3 +85,36 @@ def test_a_sweep_records_an_impossible_time_as_suspect(tmp_path, monkeypatch):
     for row in rows:
         assert row["runtime_s"] == 1e-9 and "beats the compute bound" in row["reason"]
         assert row.get("power_w") is None           # no power window for a broken timing
+
+
+def test_an_imported_time_beyond_any_clock_is_marked_suspect(tmp_path):
+    # The CUTLASS 2.x format fixture's SIMT SGEMM, 4096^3 on an A100: 7.93 ms, and the same
+    # row at 0.5 ms (275 TFLOP/s of FP32: 14x the A100's 19.5 TFLOP/s peak).
+    lines = CUTLASS_V2.read_text().splitlines()
+    fast = lines[2].replace(",7.93,", ",0.5,", 1)
+    path = tmp_path / "profiler.gemm.csv"
+    path.write_text("\n".join([lines[1], lines[2], fast]) + "\n")
+    frame = import_cutlass_profiler(path, device_name="NVIDIA A100-SXM4-80GB")
+    assert frame["status"].tolist() == ["ok", "suspect"]
+    assert "beats the compute bound" in frame["reason"].iloc[1]
+    assert "1.5x the quoted clock" in frame["reason"].iloc[1]
+    assert frame["runtime_s"].iloc[1] == pytest.approx(0.5e-3)     # kept, as measured
+
+
+def test_the_import_bound_leaves_a_fast_real_time_alone():
+    # 95 % of the A100's fp16 tensor peak at the quoted clock: fast, possible.
+    a100 = get_gpu("a100-sxm4-80gb")
+    problem = GemmProblem(8192, 8192, 8192, dtype="f16")
+    frame = pd.DataFrame({"m": [8192, 8192], "n": [8192] * 2, "k": [8192] * 2, "batch": [1, 1],
+                          "dtype": ["f16"] * 2, "acc_dtype": [None, None],
+                          "gpu": ["a100-sxm4-80gb", "no-such-gpu"], "status": ["ok", "ok"],
+                          "reason": [None, None],
+                          "runtime_s": [problem.flops / (0.95 * a100.peak("fp16"))] * 2})
+    assert flag_implausible(frame)["status"].tolist() == ["ok", "ok"]
+    frame["runtime_s"] = problem.flops / (1.6 * a100.peak("fp16"))   # needs 1.6x the clock
+    assert flag_implausible(frame)["status"].tolist() == ["suspect", "ok"]  # unknown: no bound
+
+
+def test_no_row_of_the_shared_data_is_impossibly_fast(shared_data):
+    frame = load_dataset(shared_data)
+    assert not frame["reason"].fillna("").str.contains("beats the compute bound").any()

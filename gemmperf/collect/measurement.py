@@ -10,15 +10,27 @@ import contextlib
 from typing import TYPE_CHECKING, Any
 
 from gemmperf.collect.backend import CompileError, LaunchError
-from gemmperf.collect.plausibility import implausible_reason, max_sm_clock
 from gemmperf.collect.power import PowerReading, PowerSettings, window_launches
 from gemmperf.collect.rig import Rig
 from gemmperf.collect.space import PlanItem
 from gemmperf.collect.timing import MeasurementTimeout, Timing, TimingSettings, measure_runtime
+from gemmperf.plausibility import implausible_reason
 from gemmperf.records import COLUMNS, Record, utc_now
 
 if TYPE_CHECKING:
     from gemmperf.collect.sweep import SweepOptions
+
+
+def max_sm_clock(meter: Any) -> float | None:
+    """The GPU's maximum SM clock from the power meter's sensor, where it reports one."""
+    read = getattr(getattr(meter, "sensor", None), "max_sm_clock_mhz", None)
+    if read is None:
+        return None
+    try:
+        value = float(read())
+    except Exception:  # an unsupported NVML query: the check falls back to the quoted clock
+        return None
+    return value if value > 0 else None
 
 
 def _base_row(rig: Rig, item: PlanItem, status: str, reason: str | None) -> dict[str, Any]:

@@ -15,7 +15,7 @@ of ``--shard 1/n`` ... ``n/n`` is exactly the unsharded sweep.
 Failures are records too: ``invalid`` (rejected before launch, with the backend's reason),
 ``compile_error``, ``launch_error``, ``timeout``, ``wrong_result`` (measured, but the output
 did not match the reference; runtime fields are kept, the status marks them) and ``suspect``
-(faster than the GPU's compute peak allows, :mod:`gemmperf.collect.plausibility`). A launch
+(faster than the GPU's compute peak allows, :mod:`gemmperf.plausibility`). A launch
 error that poisons the CUDA context (``LaunchError(fatal=True)``) stops the sweep after
 recording it; a resumed sweep starts a fresh context and moves past it.
 """

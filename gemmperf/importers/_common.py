@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from gemmperf.errors import DataFormatError
+from gemmperf.plausibility import flag_implausible
 from gemmperf.records import normalize_frame
 
 PathLike = str | os.PathLike[str]
@@ -274,5 +275,6 @@ def attach_gpu(frame: pd.DataFrame, override: GpuOverride = None) -> pd.DataFram
 
 
 def finish(frame: pd.DataFrame) -> pd.DataFrame:
-    """The importer's frame in the record schema (every column, schema order)."""
-    return normalize_frame(frame.reset_index(drop=True))
+    """The importer's frame in the record schema (every column, schema order), with times no
+    GPU could reach marked ``suspect`` (:func:`gemmperf.plausibility.flag_implausible`)."""
+    return flag_implausible(normalize_frame(frame.reset_index(drop=True)))
