@@ -18,11 +18,11 @@ import numpy as np
 import pytest
 
 from gemmperf.collect import backend as backend_mod
+from gemmperf.collect import cublas_batched, ptxas
 from gemmperf.collect import cupy_backends as cb
 from gemmperf.collect import cupy_support as cs
 from gemmperf.collect import kernel_resources as kr
 from gemmperf.collect import kernel_space as ks
-from gemmperf.collect import ptxas
 from gemmperf.collect.backend import DeviceInfo
 from gemmperf.errors import InvalidConfigError
 from gemmperf.problem import GemmProblem, KernelConfig
@@ -96,7 +96,6 @@ def test_wrong_family_and_dtype_reasons():
     (GemmProblem(64, 64, 64, dtype="int8"), ADA, "wraps int8"),
     (GemmProblem(64, 64, 64, dtype="f16", acc_dtype="f16"), ADA, "accumulates f16 in f32"),
     (GemmProblem(64, 64, 64, dtype="tf32"), TURING, "TF32 needs compute capability 8.0"),
-    (GemmProblem(64, 64, 64, batch=4, layout="tn"), ADA, "copies transposed batched"),
     (GemmProblem(64, 64, 64, dtype="f16", out_dtype="f32"), ADA, "writes f16"),
 ])
 def test_cublas_reasons(problem, device, fragment):
@@ -107,6 +106,7 @@ def test_cublas_reasons(problem, device, fragment):
 @pytest.mark.parametrize("problem", [
     GemmProblem(64, 64, 64), GemmProblem(64, 64, 64, dtype="tf32", layout="tt"),
     GemmProblem(64, 64, 64, dtype="f16", batch=8), GemmProblem(8, 8, 8, dtype="f64"),
+    GemmProblem(64, 64, 64, batch=4, layout="tn"),
 ])
 def test_cublas_valid_problems(problem):
     assert cb.CublasBackend(device=ADA).invalid_reason(problem, KernelConfig.make("cublas")) \
@@ -207,6 +207,57 @@ def test_cublas_tf32_switches_the_compute_type_and_release_restores_it(fake_comp
     assert fake_compute_type["f32"] == "TF32"
     gemm.release()
     assert fake_compute_type["f32"] == "DEFAULT"
+
+
+class FakeCublas:
+    """cublasGemmStridedBatchedEx on numpy arrays found by address: an independent reading of
+    the BLAS column-major convention (op, leading dimension, batch stride)."""
+
+    def __init__(self, arrays):
+        self.arrays = {a.ctypes.data: a for a in arrays}
+        self.calls = []
+
+    def matrix(self, ptr, batch, rows, cols, ld, stride):
+        flat = self.arrays[ptr].reshape(-1)
+        assert ld >= rows
+        # Column j of a column-major matrix starts ld elements after column j - 1.
+        return flat[batch * stride:][:ld * cols].reshape(cols, ld)[:, :rows].T
+
+    def gemmStridedBatchedEx(self, handle, op_a, op_b, m, n, k, alpha, a, a_type, lda, s_a,
+                             b, b_type, ldb, s_b, beta, c, c_type, ldc, s_c, batch, compute,
+                             algo):
+        self.calls.append({"types": (a_type, b_type, c_type), "compute": compute,
+                           "algo": algo, "ops": (op_a, op_b)})
+        for i in range(batch):
+            left = self.matrix(a, i, *((m, k) if op_a == 0 else (k, m)), lda, s_a)
+            right = self.matrix(b, i, *((k, n) if op_b == 0 else (n, k)), ldb, s_b)
+            product = (left if op_a == 0 else left.T).astype(np.float64) @ \
+                (right if op_b == 0 else right.T)
+            self.matrix(c, i, m, n, ldc, s_c)[...] = product
+
+
+@pytest.mark.parametrize("layout", ["nn", "nt", "tn", "tt"])
+@pytest.mark.parametrize(("dtype", "compute", "types"), [
+    ("f16", 68, (2, 2, 2)), ("f32", 68, (0, 0, 0)), ("tf32", 77, (0, 0, 0)),
+    ("f64", 70, (1, 1, 1))])
+def test_a_batched_cublas_gemm_is_one_strided_batched_call(layout, dtype, compute, types,
+                                                           fake_compute_type, monkeypatch):
+    # cupy.matmul's batched path would run f16 and tf32 as FP32 (gemmperf.collect.cublas_batched).
+    np_cupy = numpy_cupy()
+    problem = GemmProblem(13, 7, 20, batch=3, dtype=dtype, layout=layout)
+    ops = cs.random_operands(np_cupy, problem, 0, a_transposed=layout[0] == "n",
+                             b_transposed=layout[1] == "n", c_transposed=True)
+    fake = FakeCublas(ops.stored)
+    monkeypatch.setattr(cublas_batched, "cublas_library", lambda: (fake, 1))
+    monkeypatch.setattr(cublas_batched, "device_pointer", lambda a: a.ctypes.data)
+    monkeypatch.setattr(np_cupy, "matmul", None)      # the batched path must not use it
+    gemm = cb.CublasGemm(np_cupy, problem, ops)
+    gemm.launch()
+    assert fake.calls == [{"types": types, "compute": compute, "algo": -1,
+                           "ops": (int(layout[0] == "t"), int(layout[1] == "t"))}]
+    want = np.einsum("bmk,bkn->bmn", ops.a.astype(np.float64), ops.b.astype(np.float64))
+    np.testing.assert_allclose(ops.c, want, rtol=2e-3, atol=2e-3)
+    assert fake_compute_type["f32"] == "DEFAULT"     # the global compute type left alone
 
 
 class FakeKernel:

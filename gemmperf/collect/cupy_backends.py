@@ -4,11 +4,13 @@
   ``cupy.RawModule(code, options, name_expressions=[name])``, one module per template
   instantiation, cached in-process (cupy's on-disk kernel cache also applies), and launch it with
   the geometry of ``kernel_space.launch_geometry``. They run f32, layout nn (row-major A and B).
-* ``CublasBackend`` runs ``cupy.matmul`` with ``out=``; cupy issues one ``cublasGemmEx`` (or
-  the strided-batched variant) per call. f64, f32, tf32 and f16 (f32 accumulation) run; cupy has
-  no bfloat16/fp8 dtype and wraps int8 results, so those are invalid. The four BLAS layouts are
-  realised with transposed views so cuBLAS sees exactly ``gemm(opA, opB, m, n, k)``; batched
-  problems need layout nn (cupy would copy transposed batched operands inside the timed call).
+* ``CublasBackend`` runs ``cupy.matmul`` with ``out=``, for which cupy issues one
+  ``cublasGemmEx``; a batched problem is issued as ``cublasGemmStridedBatchedEx`` directly
+  (:mod:`gemmperf.collect.cublas_batched`: cupy's batched matmul would run f16 and tf32 as
+  FP32). f64, f32, tf32 and f16 (f32 accumulation) run; cupy has no bfloat16/fp8 dtype and
+  wraps int8 results, so those are invalid. The four BLAS layouts are realised with transposed
+  views (batched: leading dimensions and ops) so cuBLAS sees exactly
+  ``gemm(opA, opB, m, n, k)``.
 
 TF32: cupy documents ``CUPY_TF32=1``, which it reads once per process to seed the float32 compute
 type of its matmul routines; a sweep that mixes f32 and tf32 switches that setting per launch
@@ -35,6 +37,7 @@ from gemmperf.collect.backend import (
     LaunchError,
     Verification,
 )
+from gemmperf.collect.cublas_batched import StridedBatchedGemm
 from gemmperf.errors import (
     BackendUnavailableError,
     DataFormatError,
@@ -272,6 +275,8 @@ class CublasGemm:
         if self.problem.batch == 1:
             a_t, b_t, c_t = a_t[0], b_t[0], c_t[0]
         self.x, self.y, self.z = b_t, a_t, c_t
+        self._batched = StridedBatchedGemm(self.problem, ops.stored) \
+            if self.problem.batch > 1 else None
         get_type, set_type, default, tf32 = _compute_type_api(self.cupy)
         self._set_type = set_type
         self._previous_mode = get_type(self.cupy.float32)   # restored by release()
@@ -280,11 +285,16 @@ class CublasGemm:
     def launch(self) -> None:
         cupy = self.cupy
         try:
+            if self._batched is not None:
+                self._batched()
+                return
             if self.problem.dtype in ("f32", "tf32"):
                 self._set_type(cupy.float32, self._mode)
             cupy.matmul(self.x, self.y, out=self.z)
         except cs.cupy_errors(cupy) as exc:
-            raise LaunchError(f"cupy.matmul {self.problem.shape} failed: {exc}") from exc
+            call = "cublasGemmStridedBatchedEx" if self._batched else "cupy.matmul"
+            raise LaunchError(f"{call} {self.problem.shape} x{self.problem.batch} failed: "
+                              f"{exc}") from exc
 
     def verify(self) -> Verification:
         cs.poison(self.cupy, self.operands.c)
@@ -330,10 +340,6 @@ class CublasBackend(_CupyBackendBase):
                     f"{problem.out_dtype}: use the cutlass backend")
         if dtype == "tf32" and self._cc < (8, 0):
             return f"TF32 needs compute capability 8.0+, the device is {self.arch}"
-        if problem.batch > 1 and problem.layout != "nn":
-            return (f"batched layout {problem.layout}: cupy.matmul copies transposed batched "
-                    "operands to contiguous ones inside the call (the copy would be timed); "
-                    "use layout nn or the cutlass backend")
         return None
 
     def prepare(self, problem: GemmProblem, config: KernelConfig) -> CublasGemm:

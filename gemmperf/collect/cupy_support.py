@@ -23,6 +23,7 @@ the tolerance.
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
 import threading
@@ -63,13 +64,22 @@ def import_cupy() -> Any:
     return cupy
 
 
+#: Error types of cupy's library wrappers (module, class): cuBLAS and NVRTC failures.
+LIBRARY_ERRORS = (("cupy_backends.cuda.libs.cublas", "CUBLASError"),
+                  ("cupy_backends.cuda.libs.nvrtc", "NVRTCError"))
+
+
 def cupy_errors(cupy: Any) -> tuple[type[BaseException], ...]:
-    """The exception types a CUDA call through cupy raises (driver, runtime, memory)."""
-    return (
-        cupy.cuda.driver.CUDADriverError,
-        cupy.cuda.runtime.CUDARuntimeError,
-        cupy.cuda.memory.OutOfMemoryError,
-    )
+    """The exception types a CUDA call through cupy raises (driver, runtime, memory, and the
+    cuBLAS and NVRTC wrappers' where those libraries load)."""
+    errors = [cupy.cuda.driver.CUDADriverError, cupy.cuda.runtime.CUDARuntimeError,
+              cupy.cuda.memory.OutOfMemoryError]
+    for module, name in LIBRARY_ERRORS:
+        try:
+            errors.append(getattr(importlib.import_module(module), name))
+        except (ImportError, AttributeError):   # the library is absent: it raises nothing
+            continue
+    return tuple(errors)
 
 
 def detect_device(index: int = 0) -> DeviceInfo:

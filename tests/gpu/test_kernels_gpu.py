@@ -136,16 +136,25 @@ def test_cublas_is_correct(cublas, dtype, layout):
     _check(cublas, problem, config)
 
 
-def test_cublas_batched(cublas):
-    _check(cublas, GemmProblem(64, 48, 40, batch=5, dtype="f16"), KernelConfig.make("cublas"))
+@pytest.mark.parametrize("layout", ["nn", "nt", "tn", "tt"])
+@pytest.mark.parametrize("dtype", ["f32", "tf32", "f16", "f64"])
+def test_cublas_batched(cublas, dtype, layout):
+    problem = GemmProblem(64, 48, 40, batch=5, dtype=dtype, layout=layout)
+    config = KernelConfig.make("cublas")
+    if cublas.invalid_reason(problem, config):
+        pytest.skip(cublas.invalid_reason(problem, config))
+    _check(cublas, problem, config)
 
 
-def test_tf32_is_less_accurate_than_f32(cublas, device):
+@pytest.mark.parametrize("batch", [1, 3])
+def test_tf32_is_less_accurate_than_f32(cublas, device, batch):
+    # batch 3: cupy.matmul's batched path would have run "tf32" as FP32
+    # (gemmperf.collect.cublas_batched), which this catches.
     if device.compute_capability < (8, 0):
         pytest.skip("TF32 needs sm_80+")
     config = KernelConfig.make("cublas")
-    f32 = _check(cublas, GemmProblem(256, 256, 1024), config)
-    tf32 = _check(cublas, GemmProblem(256, 256, 1024, dtype="tf32"), config)
+    f32 = _check(cublas, GemmProblem(256, 256, 1024, batch=batch), config)
+    tf32 = _check(cublas, GemmProblem(256, 256, 1024, batch=batch, dtype="tf32"), config)
     # TF32 rounds the operands to 10 mantissa bits: its error must be visibly larger.
     assert tf32.max_rel_error > 10 * f32.max_rel_error
 
