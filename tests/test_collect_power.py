@@ -99,6 +99,7 @@ def fake_nvml(
         nvmlDeviceGetClockInfo=lambda h, which: {1: 2475, 2: 10501}[which],
         nvmlDeviceGetTemperature=lambda h, sensor: 64,
         nvmlDeviceGetEnforcedPowerLimit=lambda h: limit["mw"],
+        nvmlDeviceGetPowerManagementLimit=lambda h: limit["mw"],
         nvmlDeviceGetCurrentClocksEventReasons=lambda h: throttle,
         nvmlDeviceGetPowerManagementLimitConstraints=lambda h: (100_000, 220_000),
         nvmlDeviceSetPowerManagementLimit=set_limit,
@@ -281,6 +282,34 @@ def test_control_applies_and_restores():
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
 
+def test_control_restores_the_management_limit_not_the_enforced_one():
+    # Another limiter holds the board to 180 W below its 200 W management limit: the sweep's
+    # 150 W must be undone to 200 W, the setting it found.
+    nvml = fake_nvml()
+    nvml.nvmlDeviceGetEnforcedPowerLimit = lambda h: 180_000
+    with DeviceControl(NvmlSensor(0, nvml=nvml), power_limit_w=150):
+        pass
+    assert nvml.calls == [("limit", 150_000), ("limit", 200_000)]
+
+
+def test_temperature_prefers_the_current_call_and_falls_back_on_old_drivers():
+    nvml = fake_nvml()
+    nvml.nvmlDeviceGetTemperatureV = lambda h, sensor: 71
+    assert NvmlSensor(0, nvml=nvml).temperature_c() == 71
+
+    def missing(h, sensor):   # pynvml raises this where the driver lacks the function
+        raise NVMLError("Function Not Found")
+
+    nvml.nvmlDeviceGetTemperatureV = missing
+    assert NvmlSensor(0, nvml=nvml).temperature_c() == 64          # the deprecated call
+    del nvml.nvmlDeviceGetTemperature                                # removed (CUDA 14)
+    with pytest.raises(SensorUnsupported, match="temperature"):
+        NvmlSensor(0, nvml=nvml).temperature_c()
+    del nvml.nvmlDeviceGetTemperatureV
+    with pytest.raises(SensorUnsupported, match="cannot query it"):
+        NvmlSensor(0, nvml=nvml).temperature_c()
+
+
 def test_control_restores_on_ctrl_c():
     nvml = fake_nvml()
     with pytest.raises(KeyboardInterrupt), DeviceControl(NvmlSensor(0, nvml=nvml),
@@ -357,3 +386,19 @@ def test_doctor_without_driver_or_cupy():
     assert no_cupy.problem == "cupy cannot run kernels (not installed)"
     with pytest.raises(NoGpuError, match=r"no GPU to sweep: .* use --backend fake"):
         cuda_device(0, nvml=fake_nvml(init_error=NVMLError_LibraryNotFound))
+
+
+def test_doctor_reports_a_failing_driver_query_instead_of_raising():
+    from gemmperf.collect.device import Check, doctor
+
+    nvml = _nvml_with_gpu()
+
+    def broken():
+        raise NVMLError_NotSupported("Not Supported")
+
+    nvml.nvmlSystemGetDriverVersion = broken
+    report = doctor(nvml=nvml, which=lambda name: None,
+                    cupy_check=lambda: (Check("cupy", True, "13.6"), True))
+    checks = {c.name: c for c in report.checks}
+    assert not checks["driver"].ok and "driver version: not supported" in checks["driver"].detail
+    assert not report.can_sweep

@@ -188,6 +188,9 @@ def _config(**over) -> KernelConfig:
     (GemmProblem(1024, 1024, 1024, dtype="f16"),
      {"tile_m": 64, "kernel_schedule": "TmaWarpSpecializedCooperative"}, (9, 0), "M >= 128"),
     (GemmProblem(1024, 1024, 1024, dtype="f16"), {"swizzle": "Zigzag"}, (8, 9), "swizzle"),
+    (GemmProblem(1024, 1024, 1024, dtype="f16"), {"swizzle": "StreamK"}, (8, 9), None),
+    (GemmProblem(512, 512, 512, batch=4, dtype="f16"), {"swizzle": "StreamK"}, (8, 9),
+     "stream-K runs unbatched problems only"),
 ])
 def test_invalid_reasons(problem, over, cc, fragment):
     reason = config_invalid_reason(problem, _config(**over), cc)
@@ -382,3 +385,28 @@ def test_prepare_without_a_driver_is_a_one_line_error(backends):
     else:  # a machine with a GPU (and nvcc) gets a real kernel
         prepared.release()
         pytest.skip("a CUDA device is present")
+
+
+@pytest.mark.parametrize(("output", "dtype"), [("f32", np.float32), ("f16", np.float16),
+                                               ("bf16", np.uint16)])
+def test_verification_poisons_d_so_an_unwritten_output_fails(output, dtype):
+    from gemmperf.collect._cutlass_operands import Operands
+
+    ops = Operands(a=None, b=None, d=np.ones((1, 2, 3), dtype=dtype), element="f16",
+                   output=output, layout="nn", stream_ptr=0, cupy=np)
+    ops.poison()
+    view, element = ops.logical("d")
+    assert np.isnan(ops.decode(view, element)).all()
+
+
+def test_cutlass_is_pointed_at_the_backends_device(monkeypatch, tmp_path):
+    from gemmperf.collect.cutlass_backend import CutlassBackend
+
+    monkeypatch.delenv("CUTLASS_CUDA_DEVICE_ID", raising=False)
+    backend = CutlassBackend(DeviceInfo("offline", (8, 9), index=1), cache_dir=tmp_path)
+    backend._pin_device()
+    assert os.environ["CUTLASS_CUDA_DEVICE_ID"] == "1"       # cutlass_cppgen's default is 0
+    backend._pin_device()                                    # idempotent
+    other = CutlassBackend(DeviceInfo("offline", (8, 9), index=0), cache_dir=tmp_path)
+    with pytest.raises(BackendUnavailableError, match="CUTLASS_CUDA_DEVICE_ID=1 but"):
+        other._pin_device()

@@ -38,6 +38,10 @@ MAX_ROWS = 256       # verified rows per batch entry
 MAX_BATCHES = 8      # verified batch entries
 
 
+#: A quiet NaN in bfloat16 (sign 0, exponent all ones, top mantissa bit set).
+BF16_NAN_BITS = 0x7FC0
+
+
 def e4m3_table() -> np.ndarray:
     """f32 value of each of the 256 FP8 E4M3 codes (OCP 8-bit FP spec: bias 7, no infinities,
     S.1111.111 is NaN)."""
@@ -74,6 +78,14 @@ class Operands:
 
     def free(self) -> None:
         self.a = self.b = self.d = None
+
+    def poison(self) -> None:
+        """Fill D with NaN (bf16's 0x7FC0 in its uint16 storage), so that elements a launch
+        fails to write show up in verification rather than an earlier launch's values."""
+        if self.output == "bf16":
+            self.d.fill(BF16_NAN_BITS)
+        else:
+            self.d.fill(self.cupy.nan)
 
     def logical(self, which: str) -> Any:
         """Decoded f32 logical view (batch, rows, cols) of ``a``, ``b`` or ``d``."""

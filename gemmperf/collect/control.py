@@ -70,7 +70,7 @@ class DeviceControl:
                         f"power limit {self.power_limit_w:g} W is outside this GPU's range "
                         f"{low:g}-{high:g} W"
                     )
-                self._previous_limit_w = self.sensor.power_limit_w()
+                self._previous_limit_w = self.sensor.power_management_limit_w()
                 self.sensor.set_power_limit_w(self.power_limit_w)
             if self.lock_clocks_mhz is not None:
                 self.sensor.set_locked_clocks(self.lock_clocks_mhz, self.lock_clocks_mhz)

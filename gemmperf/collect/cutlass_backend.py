@@ -34,6 +34,7 @@ packing and workspace allocation (``cuLaunchKernel`` / ``cuLaunchKernelEx`` via 
 from __future__ import annotations
 
 import math
+import os
 import threading
 import warnings
 from dataclasses import dataclass
@@ -71,6 +72,8 @@ class _Space:
 
 
 _MAX_ALIGNMENT = 64  # elements; CUTLASS's widest is 128 bits of fp8 = 16
+#: The variable cutlass_cppgen reads the CUDA device ordinal from (else device 0).
+DEVICE_ID_VARIABLE = "CUTLASS_CUDA_DEVICE_ID"
 
 
 class CutlassBackend:
@@ -196,6 +199,18 @@ class CutlassBackend:
 
     # -- compile and launch --------------------------------------------------------------------
 
+    def _pin_device(self) -> None:
+        """Point CUTLASS at this backend's device. ``cutlass_cppgen.initialize_cuda_context``
+        takes device 0 unless ``CUTLASS_CUDA_DEVICE_ID`` says otherwise (nvidia-cutlass 4.2,
+        ``cutlass_cppgen/__init__.py``), and its compute-capability and SM-count queries (cluster
+        launch, stream-K) would describe device 0 on a host of mixed GPUs."""
+        wanted = str(self.device.index)
+        given = os.environ.setdefault(DEVICE_ID_VARIABLE, wanted)
+        if given != wanted:
+            raise BackendUnavailableError(
+                f"{DEVICE_ID_VARIABLE}={given} but the cutlass backend runs on CUDA device "
+                f"{wanted}: unset it or sweep device {given}")
+
     def _compile(self, problem: GemmProblem, config: KernelConfig) -> tuple[Any, DtypeSpec]:
         reason = self.invalid_reason(problem, config)
         if reason:
@@ -211,13 +226,19 @@ class CutlassBackend:
             if key in self._compiled:
                 return self._compiled[key], dspec
             cutlass = self._cutlass()
+            self._pin_device()
             try:  # what plan.compile does first; fails here without a driver or device
                 with warnings.catch_warnings():  # cuda-python 12.9 deprecations (compat quirk 1)
                     warnings.simplefilter("ignore", FutureWarning)
                     cutlass.initialize_cuda_context()
+                    seen = cutlass.device_cc()   # with the device pinned, the first CUDA call
             except Exception as exc:
                 raise BackendUnavailableError(
                     f"CUTLASS found no usable CUDA device: {exc}") from exc
+            if seen != self.arch:
+                raise BackendUnavailableError(
+                    f"CUTLASS sees sm_{seen} on CUDA device {self.device.index}, the sweep "
+                    f"sm_{self.arch}: another device was initialised first in this process")
             plan = self._plan(spec.kernel_cc, dspec, layouts)
             plan.opclass = getattr(cutlass.OpcodeClass, spec.op_class)
             plan.swizzling_functor = getattr(
@@ -298,9 +319,11 @@ class PreparedCutlassGemm:
             raise LaunchError(f"{self.kernel_name}: {exc}") from exc
 
     def verify(self) -> Verification:
-        """Launch once and compare sampled rows with an f32 cupy.matmul of the same operands."""
+        """Launch once on a NaN-filled D and compare sampled rows with an f32 cupy.matmul of
+        the same operands."""
         if self._operands is None:
             raise LaunchError("verify after release()")
+        self._operands.poison()
         self.launch()
         return verify_output(self._operands, self.problem, self.dspec)
 

@@ -287,6 +287,11 @@ def config_invalid_reason(problem: GemmProblem, config: KernelConfig,
     swizzle = config.get("swizzle")
     if swizzle is not None and swizzle not in SWIZZLES:
         return f"unknown swizzle {swizzle!r}; use one of {', '.join(SWIZZLES)}"
+    if swizzle == "StreamK" and problem.batch > 1:
+        # GemmArguments2xStreamK.initialize passes its workspace only in Gemm mode, so a
+        # batched stream-K kernel would run without one (nvidia-cutlass 4.2).
+        return ("stream-K runs unbatched problems only here (CUTLASS gives batched mode no "
+                "workspace)")
     for name, ld, align in zip(("A", "B", "C"), leading_dims(problem),
                                (config.get(f"alignment_{x}", 1) for x in "abc"), strict=True):
         if ld % int(align):

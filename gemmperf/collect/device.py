@@ -17,7 +17,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gemmperf.collect.backend import DeviceInfo
-from gemmperf.collect.nvml import NvmlSensor, NvmlUnavailable, SensorUnsupported, load_pynvml
+from gemmperf.collect.nvml import (
+    NvmlSensor,
+    NvmlUnavailable,
+    SensorUnsupported,
+    driver_version,
+    load_pynvml,
+)
 from gemmperf.errors import BackendUnavailableError
 
 
@@ -151,13 +157,12 @@ def doctor(
     else:
         try:
             module = load_pynvml(nvml)
-            driver = module.nvmlSystemGetDriverVersion()
-            driver = driver.decode() if isinstance(driver, bytes) else str(driver)
+            driver = driver_version(module)
             checks.append(Check("nvml", True, f"nvidia-ml-py {bindings or '?'}"))
             checks.append(Check("driver", True, f"NVIDIA driver {driver}"))
             gpus = list_gpus(module)
             driver_ok = True
-        except NvmlUnavailable as exc:
+        except (NvmlUnavailable, SensorUnsupported) as exc:
             checks.append(Check("nvml", bindings is not None or nvml is not None,
                                 f"nvidia-ml-py {bindings or '?'}"))
             checks.append(Check("driver", False, str(exc)))

@@ -358,6 +358,9 @@ class FakePowerSensor:
     def power_limit_w(self) -> float:
         return self.device.power_limit_w
 
+    def power_management_limit_w(self) -> float:
+        return self.device.power_limit_w      # the fake has no other limiter
+
     def throttle_reasons(self) -> int:
         last = self.device.last_prepared
         capped = last is not None and last.power_capped and self.device.clock.power_w > (

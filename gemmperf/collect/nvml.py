@@ -90,7 +90,10 @@ class PowerSensor(Protocol):
         """GPU core temperature."""
 
     def power_limit_w(self) -> float:
-        """Enforced power limit."""
+        """Enforced power limit (what the driver holds the board to, all limiters included)."""
+
+    def power_management_limit_w(self) -> float:
+        """The power-management limit :meth:`set_power_limit_w` sets (what to restore)."""
 
     def throttle_reasons(self) -> int:
         """Current clock-event reason bit mask."""
@@ -213,16 +216,29 @@ class NvmlSensor:
         return float(self._call("memory clock", nvml.nvmlDeviceGetClockInfo, nvml.NVML_CLOCK_MEM))
 
     def temperature_c(self) -> float:
-        return float(
-            self._call(
-                "temperature",
-                self._nvml.nvmlDeviceGetTemperature,
-                self._nvml.NVML_TEMPERATURE_GPU,
-            )
-        )
+        # nvmlDeviceGetTemperature is deprecated (nvidia-ml-py 13: "will be removed in CUDA
+        # 14.0") for nvmlDeviceGetTemperatureV, which older drivers lack (FunctionNotFound).
+        nvml = self._nvml
+        queries = [q for q in (getattr(nvml, "nvmlDeviceGetTemperatureV", None),
+                               getattr(nvml, "nvmlDeviceGetTemperature", None)) if q]
+        if not queries:
+            raise SensorUnsupported("temperature: these NVML bindings cannot query it")
+        for query in queries[:-1]:
+            try:
+                return float(query(self._handle, nvml.NVML_TEMPERATURE_GPU))
+            except nvml.NVMLError:   # the driver lacks the V call: the older one below
+                continue
+        return float(self._call("temperature", queries[-1], nvml.NVML_TEMPERATURE_GPU))
 
     def power_limit_w(self) -> float:
         return float(self._call("power limit", self._nvml.nvmlDeviceGetEnforcedPowerLimit)) / 1e3
+
+    def power_management_limit_w(self) -> float:
+        # Not the enforced limit: that can sit below it where another limiter is set, and
+        # writing it back would leave the GPU with a different setting than it had (NVML
+        # reference, nvmlDeviceGetEnforcedPowerLimit).
+        return float(self._call("power management limit",
+                                self._nvml.nvmlDeviceGetPowerManagementLimit)) / 1e3
 
     def throttle_reasons(self) -> int:
         # Renamed "clocks event reasons" in NVML 12.2; older bindings only have the old name.
@@ -270,8 +286,17 @@ class NvmlSensor:
             "uuid": text(self._call("uuid", nvml.nvmlDeviceGetUUID)),
             "compute_capability": (int(major), int(minor)),
             "memory_bytes": int(self._call("memory", nvml.nvmlDeviceGetMemoryInfo).total),
-            "driver_version": text(nvml.nvmlSystemGetDriverVersion()),
+            "driver_version": driver_version(nvml),
         }
+
+
+def driver_version(nvml: Any) -> str:
+    """The NVIDIA driver version NVML reports (:class:`SensorUnsupported` where it cannot)."""
+    try:
+        version = nvml.nvmlSystemGetDriverVersion()
+    except nvml.NVMLError as exc:
+        raise SensorUnsupported(f"driver version: {_nvml_reason(nvml, exc)}") from exc
+    return version.decode() if isinstance(version, bytes) else str(version)
 
 
 def nvml_device_count(nvml: Any = None) -> int:

@@ -82,6 +82,21 @@ def test_batched_and_cached_compile(backend):
         second.release()
 
 
+def test_stream_k_stays_correct_over_repeated_launches():
+    # Timing relaunches one set of arguments, whose stream-K workspace (partials and barrier
+    # flags) is zeroed once when they are made: the result after many launches must still be
+    # right, or stream-K records time a kernel that no longer computes the product.
+    streamk = _device_or_skip().__class__(swizzles=("StreamK",), seed=3)
+    problem = GemmProblem(m=512, n=384, k=4096, dtype="f16")
+    prepared = streamk.prepare(problem, _pick(streamk, problem, swizzle="StreamK"))
+    try:
+        for _ in range(20):
+            prepared.launch()
+        assert prepared.verify().ok
+    finally:
+        prepared.release()
+
+
 def test_verification_catches_a_wrong_result(backend):
     from gemmperf.collect._cutlass_operands import verify_output
 
