@@ -280,3 +280,37 @@ def test_predictor_coverage_follows_its_training_data():
         assert costmodel.predictor_coverage(Bundle(), get_gpu("h100")) == (None, False)
     finally:
         costmodel._COVERAGE.clear()
+
+
+def test_data_parallel_volume_holds_both_vocabulary_matrices_on_one_stage():
+    from gemmperf.training.layout import Parallelism
+    from gemmperf.training.step import dp_local_params
+
+    llama = load_arch("llama-3-8b")                     # untied: embedding and LM head
+    assert not llama.tie_word_embeddings
+    layers = llama.num_layers
+    one_stage = dp_local_params(llama, Parallelism(dp=8), [(layers, 0)])
+    # The whole model's non-expert parameters: 8.03 B (the embedding and the head, 0.53 B each).
+    assert one_stage == pytest.approx(llama.params.total, rel=1e-3)
+    assert dp_local_params(llama, Parallelism(tp=2, dp=4), [(layers, 0)]) == one_stage / 2
+    # Two stages: the fuller stage plus one matrix.
+    vocab = llama.vocab_size * llama.hidden_size
+    two = dp_local_params(llama, Parallelism(pp=2, dp=4), [(layers // 2, 0)] * 2)
+    assert two == pytest.approx((llama.params.total - 2 * vocab) / 2 + vocab, rel=1e-3)
+
+
+def test_unfused_causal_attention_is_timed_as_the_full_square_cublas_runs():
+    from gemmperf.training.gemms import ATTENTION_CORE, training_gemms
+    from gemmperf.training.layout import Parallelism
+    from gemmperf.training.step import microbatch_cost
+
+    arch, gpu = load_arch("gpt-3-175b"), get_gpu("a100-sxm4-80gb")
+    par = Parallelism(tp=8, flash_attention=False)
+    cost = microbatch_cost(arch, gpu, par, seq_len=2048, dtype="bf16", use_predictor=False)
+    gemms = training_gemms(arch, seq_len=2048, micro_batch=1, tp=8, dtype="bf16",
+                           flash_attention=False)
+    core = [g for g in gemms if g.kind in ATTENTION_CORE]
+    assert core and all(g.work_fraction < 0.51 for g in core)   # FLOPs: the unmasked half
+    timing = costmodel.time_gemms(gpu, core, use_predictor=False)
+    full = sum(t * g.count for t, g in zip(timing.runtime_s, core, strict=True))
+    assert sum(cost.kind_s[k] for k in ATTENTION_CORE) == pytest.approx(full)

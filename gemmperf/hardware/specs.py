@@ -34,10 +34,11 @@ class GpuSpec:
     """Published specification of one GPU SKU, in SI units.
 
     ``peak_flops`` maps a math key to dense (no sparsity) peak throughput in FLOP/s (OP/s for
-    int8) at the boost clock: ``fp64`` (FP64 tensor-core rate where it exists), ``fp32`` (SIMT FMA),
-    ``tf32``, ``fp16`` and ``bf16`` (tensor cores, fp32 accumulate), ``fp16_acc16`` (tensor, fp16
-    accumulate; only where it differs), ``fp8`` (fp32 accumulate), ``int8``. A key is absent where
-    the GPU has no such math path.
+    int8) at the boost clock (tensor-core peaks at ``extra["tensor_clock_mhz"]`` where NVIDIA
+    quotes them at a lower clock, as for the H100): ``fp64`` (FP64 tensor-core rate where it
+    exists), ``fp32`` (SIMT FMA), ``tf32``, ``fp16`` and ``bf16`` (tensor cores, fp32
+    accumulate), ``fp16_acc16`` (tensor, fp16 accumulate; only where it differs), ``fp8`` (fp32
+    accumulate), ``int8``. A key is absent where the GPU has no such math path.
     """
 
     key: str                       # canonical id, e.g. "h100-sxm"

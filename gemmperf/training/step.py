@@ -92,7 +92,11 @@ def microbatch_cost(arch: TransformerArch, gpu: GpuSpec, par: Parallelism, *, se
     scope_s: dict[str, float] = defaultdict(float)
     scope_j: dict[str, float] = defaultdict(float)
     kind_s: dict[str, float] = defaultdict(float)
-    per_entry = timing.runtime_s * np.array([g.count * g.work_fraction for g in timed])
+    # A timed GEMM runs whole: the unfused causal score and P.V GEMMs are batched cuBLAS calls
+    # over the full L x L square, masked afterwards, so their time does not get the
+    # work_fraction their FLOPs count (FlashAttention's causal kernels do skip the masked
+    # blocks: that is in its benchmarks, below).
+    per_entry = timing.runtime_s * np.array([g.count for g in timed])
     for g, t, p in zip(timed, per_entry, timing.power_w, strict=True):
         scope_s[g.scope] += float(t)
         scope_j[g.scope] += float(t * p)
@@ -167,6 +171,20 @@ def _dp_exposed(zero: int, reduce: float, gather: float, compute_mb: float, m: i
     return out
 
 
+def dp_local_params(arch: TransformerArch, par: Parallelism,
+                    counts: list[tuple[int, int]]) -> float:
+    """Non-expert parameters of the fullest pipeline stage on one GPU (its data-parallel
+    gradient and weight volume): the first stage holds the embedding, the last the LM head,
+    one stage both (one matrix where they are tied). ``counts`` is (dense, MoE) layers per
+    stage."""
+    dense_p, moe_p, _ = layer_params(arch)
+    vocab = arch.vocab_size * arch.hidden_size
+    first, last = (c[0] * dense_p + c[1] * moe_p for c in (counts[0], counts[-1]))
+    if par.pp == 1:
+        return (first + vocab * (1 if arch.tie_word_embeddings else 2)) / par.tp
+    return (max(first, last) + vocab) / par.tp
+
+
 def step_cost(arch: TransformerArch, gpu: GpuSpec, system: SystemSpec, par: Parallelism,
               mb: MicrobatchCost, *, seq_len: int, micro_batches: int,
               attention: str = "unfused", dropout: bool = False,
@@ -234,13 +252,9 @@ def step_cost(arch: TransformerArch, gpu: GpuSpec, system: SystemSpec, par: Para
     m = micro_batches
     bubble = (par.pp - 1) / par.virtual_stages * stage_s
 
-    # Data-parallel collectives. The fuller of the first (embedding) and last (LM head) stages
-    # sets the size.
-    dense_p, moe_p, expert_p = layer_params(arch)
-    vocab = arch.vocab_size * arch.hidden_size
-    local = max(counts[0][0] * dense_p + counts[0][1] * moe_p + vocab,
-                counts[-1][0] * dense_p + counts[-1][1] * moe_p
-                + (vocab if par.pp > 1 or not arch.tie_word_embeddings else 0)) / par.tp
+    # Data-parallel collectives, sized by the fuller stage.
+    _, _, expert_p = layer_params(arch)
+    local = dp_local_params(arch, par, counts)
     nm = max(c[1] for c in counts)
     experts = nm * expert_p * arch.num_experts / (par.ep * par.tp)
     edp = par.dp // par.ep
