@@ -36,7 +36,8 @@ def register(subparsers: Any) -> None:
     what.add_argument("--n", metavar="SPEC", help="n values")
     what.add_argument("--k", metavar="SPEC", help="k values")
     what.add_argument("--dtypes", default="f32", help="comma-separated dtypes (default f32)")
-    what.add_argument("--layout", default="nn", choices=("nn", "nt", "tn", "tt"))
+    what.add_argument("--layout", default="nn", choices=("nn", "nt", "tn", "tt"),
+                      help="A and B transposed (t) or not (n), BLAS order (default nn)")
     where = p.add_argument_group("where and how")
     where.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
     where.add_argument("--backend", choices=("real", "fake"), default="real",

@@ -30,7 +30,7 @@ def register(subparsers: Any) -> None:
         description="Show one GPU. NAME is a key, alias, marketing or NVML device name "
         "(case and punctuation do not matter), e.g. h100, 'NVIDIA A100-SXM4-80GB', 4090.",
     )
-    show.add_argument("name", metavar="NAME")
+    show.add_argument("name", metavar="NAME", help="GPU key, alias or device name")
     show.add_argument("--json", dest="show_json", action="store_true",
                       help="print JSON (SI units) instead")
     show.set_defaults(func=_show)

@@ -44,7 +44,8 @@ def register(subparsers: Any) -> None:
                               "(within each GPU), held-out shapes, held-out GPUs, or held-out "
                               "clocks.")
     p.add_argument("data", nargs="+", metavar="DATA", help=_DATA_HELP)
-    p.add_argument("--split", required=True, choices=("random", "shape", "gpu", "clock"))
+    p.add_argument("--split", required=True, choices=("random", "shape", "gpu", "clock"),
+                   help="what is held out: random rows, (m, n, k) shapes, GPUs or clocks")
     p.add_argument("--folds", type=int, default=5, help="folds of the shape/clock splits")
     _model_options(p)
     p.add_argument("--json", action="store_true", help="print one JSON document")
@@ -96,7 +97,8 @@ def _model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--targets", default="runtime,power,energy",
                    help="comma-separated targets among runtime, power, energy")
     p.add_argument("--seed", type=int, default=0, help="random seed")
-    p.add_argument("--learner", default="extra_trees", choices=("extra_trees", "random_forest"))
+    p.add_argument("--learner", default="extra_trees", choices=("extra_trees", "random_forest"),
+                   help="tree ensemble (default extra_trees; see models/MODEL_CARD.md)")
     p.add_argument("--trees", type=int, default=None, help="trees per target (default 32)")
     p.add_argument("--max-leaves", type=int, default=None, help="leaves per tree (default 16384)")
     p.add_argument("--jobs", type=int, default=-1, help="parallel jobs (default -1: all cores)")

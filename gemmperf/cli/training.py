@@ -116,22 +116,24 @@ def register(subparsers: Any) -> None:
         description="Convert a budget to FLOPs with the planner's achieved throughput for the "
         "GPU, solve a scaling law for N_opt and D_opt, and plan a concrete architecture.")
     group = budget.add_mutually_exclusive_group(required=True)
-    group.add_argument("--gpu-hours")
-    group.add_argument("--flops")
+    group.add_argument("--gpu-hours", help="GPU-hours on --gpu, e.g. 1e6")
+    group.add_argument("--flops", help="training FLOPs, e.g. 1e24 (no --gpu needed)")
     group.add_argument("--energy-mwh", help="facility energy (PUE included)")
     group.add_argument("--usd", help="dollars (with --price per GPU-hour)")
     budget.add_argument("--gpu", help="GPU name or alias (needed for all but --flops)")
     budget.add_argument("--price", help="USD per GPU-hour")
     budget.add_argument("--law", default="epoch", choices=("hoffmann", "epoch", "kaplan",
-                                                           "deepseek"))
+                                                           "deepseek"),
+                        help="scaling law (data/scaling_laws.json; default epoch)")
     budget.add_argument("--num-gpus", help="GPUs (default: sized for ~30 days)")
     budget.add_argument("--tokens-per-param", help="over-train at this D/N ratio")
     budget.add_argument("--inference-tokens",
                         help="expected inference tokens (minimise training + inference FLOPs)")
-    budget.add_argument("--dtype", default="bf16", choices=("bf16", "fp16", "fp8"))
+    budget.add_argument("--dtype", default="bf16", choices=("bf16", "fp16", "fp8"),
+                        help="training dtype (default bf16)")
     budget.add_argument("--seq", default="4096", help="sequence length (default 4096)")
     budget.add_argument("--pue", help="facility PUE (default 1.1)")
-    budget.add_argument("--json", action="store_true")
+    budget.add_argument("--json", action="store_true", help="print the answer as JSON")
     budget.set_defaults(func=_budget)
 
     whatif = subparsers.add_parser(
@@ -146,7 +148,8 @@ def register(subparsers: Any) -> None:
     whatif.add_argument("--tokens", help="training tokens (plan sweep)")
     whatif.add_argument("--gpu", type=_csv, required=True, help="GPU names, comma-separated")
     whatif.add_argument("--num-gpus", type=_csv, help="cluster sizes (plan sweep)")
-    whatif.add_argument("--dtype", type=_csv, default=["bf16"])
+    whatif.add_argument("--dtype", type=_csv, default=["bf16"],
+                        help="training dtypes, comma-separated (default bf16)")
     whatif.add_argument("--gpu-hours", type=_csv, help="GPU-hour budgets (budget sweep)")
     whatif.add_argument("--usd", type=_csv, help="dollar budgets, with --price (budget sweep)")
     whatif.add_argument("--law", choices=("hoffmann", "epoch", "kaplan", "deepseek"),
@@ -157,11 +160,11 @@ def register(subparsers: Any) -> None:
     whatif.add_argument("--pue", help="facility PUE (default 1.1)")
     whatif.add_argument("--plot", help="write a figure comparing the scenarios (.png, .svg, "
                         ".pdf, ...; checked before the sweep)")
-    whatif.add_argument("--json", action="store_true")
+    whatif.add_argument("--json", action="store_true", help="print the scenarios as JSON")
     whatif.set_defaults(func=_whatif)
 
     archs = subparsers.add_parser("archs", help="list the bundled architecture presets")
-    archs.add_argument("--json", action="store_true")
+    archs.add_argument("--json", action="store_true", help="print the presets as JSON")
     archs.set_defaults(func=_archs)
 
 
@@ -170,7 +173,8 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seq", help="sequence length (default: the preset's)")
     parser.add_argument("--global-batch-tokens",
                         help="tokens per optimizer step (default: published or DeepSeek B_opt)")
-    parser.add_argument("--dtype", default="bf16", choices=("bf16", "fp16", "fp8"))
+    parser.add_argument("--dtype", default="bf16", choices=("bf16", "fp16", "fp8"),
+                        help="training dtype (default bf16)")
     parser.add_argument("--price", help="USD per GPU-hour")
     parser.add_argument("--pue", help="facility PUE (default 1.1)")
     parser.add_argument("--tp", help="tensor-parallel size (default: searched)")
@@ -179,7 +183,8 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--micro-batch", help="sequences per micro-batch (default: searched)")
     parser.add_argument("--virtual-stages",
                         help="interleaved pipeline depth (default: searched)")
-    parser.add_argument("--recompute", choices=("auto", "none", "full"), default="auto")
+    parser.add_argument("--recompute", choices=("auto", "none", "full"), default="auto",
+                        help="full activation recomputation (default auto: searched)")
     parser.add_argument("--no-flash-attention", action="store_true",
                         help="unfused attention (pre-2022 frameworks); same as --attention unfused")
     parser.add_argument("--attention", choices=("fa2", "fa3", "fa4", "unfused"),
