@@ -7,7 +7,8 @@ GEMM library would pick:
   threadblock shapes, with tile_m (tile_n) cut to the next power of two >= m (n), at least 16, for
   skinny problems;
 * resident blocks per SM: the occupancy calculator on a CUTLASS-like multistage footprint,
-  ``DEFAULT_THREADS_PER_BLOCK`` threads, ``DEFAULT_REGS_PER_THREAD`` registers and
+  ``DEFAULT_THREADS_PER_BLOCK`` threads, ``DEFAULT_REGS_PER_THREAD`` registers (fewer where a
+  given thread count could not launch with that many) and
   ``stages x (tile_m + tile_n) x tile_k x a_bytes`` shared memory (1 block per SM where even that
   does not fit);
 * split-K: when the output tiles cannot fill one wave and K is long, split K to fill it
@@ -21,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from gemmperf.errors import InvalidConfigError
-from gemmperf.hardware.occupancy import occupancy_arrays
+from gemmperf.hardware.occupancy import max_launchable_regs, occupancy_arrays
 from gemmperf.hardware.specs import GpuSpec
 
 #: Math keys that run on the SIMT (CUDA-core) pipeline; every other key uses tensor cores.
@@ -78,7 +79,10 @@ def footprint_blocks_per_sm(
     buffers = stages * (np.asarray(tile_m) + np.asarray(tile_n)) * np.asarray(tile_k)
     smem = fill(smem_bytes_per_block, buffers * np.asarray(a_bytes))
     threads = fill(threads_per_block, DEFAULT_THREADS_PER_BLOCK).astype(np.int64)
-    regs = fill(regs_per_thread, DEFAULT_REGS_PER_THREAD).astype(np.int64)
+    # Unknown registers: the default, or fewer where the block would not launch with it (a
+    # 1024-thread block that ran cannot have used more than 64 registers per thread).
+    cap = max_launchable_regs(gpu, np.maximum(threads, 1))
+    regs = fill(regs_per_thread, np.minimum(DEFAULT_REGS_PER_THREAD, cap)).astype(np.int64)
     smem = np.ceil(smem).astype(np.int64)
     if threads.size == 1 and regs.size == 1 and smem.size > 1:
         # Many rows, few distinct footprints: run the calculator once per distinct value.

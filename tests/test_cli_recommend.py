@@ -193,3 +193,20 @@ def test_clocks_table_marks_its_choice_and_says_when_the_boost_clock_wins(capsys
     assert code == 0, err
     assert "boost clock (1695 MHz) already gives the lowest edp" in out.splitlines()[0]
     assert "lowest edp (boost)" in out
+
+
+@pytest.mark.parametrize("family", ["tiled", "blocked"])
+def test_hand_written_kernels_are_timed_with_their_compiled_registers(capsys, family):
+    # The space carries the ptxas table's registers: tiled_sgemm<32> (1024 threads, 32
+    # registers on sm_80) launches 2 blocks per SM. With the default footprint's 128 registers
+    # it "could not launch", and the roofline model used to rank it first at the strict bound.
+    code, out, err = run(capsys, "recommend", "--gpu", "a100", "--m", "4096", "--n", "4096",
+                         "--k", "4096", "--family", family, "--dtype", "f32", "--json")
+    assert code == 0, err
+    ranked = json.loads(out)["recommendations"]
+    assert all(r["runtime_s"] is not None and r["runtime_s"] > 0 for r in ranked)
+    assert all(r["roofline_fraction"] <= 1.0 + 1e-9 for r in ranked)
+    code, out, err = run(capsys, "clocks", "--gpu", "a100", "--m", "4096", "--n", "4096",
+                         "--k", "4096", "--family", family, "--dtype", "f32", "--json")
+    assert code == 0, err
+    assert json.loads(out)["config"] == f"best predicted {family} config (rank 1)"

@@ -105,3 +105,9 @@ def test_summary_rows_keep_the_chosen_and_the_boost_clock():
     assert answer.clock_mhz in clocks and answer.boost_clock_mhz == clocks[-1]
     assert clocks == sorted(clocks) and 8 <= len(rows) <= 10
     assert answer.clock_mhz < answer.boost_clock_mhz   # the choice is a row of its own
+
+
+def test_a_config_without_finite_times_is_one_clear_error():
+    with pytest.raises(InvalidConfigError, match="finite times"):
+        recommend_clock("a100", runtime_s=float("inf"), compute_s=1e-3, memory_s=1e-4,
+                        roofline_fraction=0.5)

@@ -16,6 +16,7 @@ from gemmperf.hardware.occupancy import (
     LIMITERS,
     cc_limits,
     compute_capabilities,
+    max_launchable_regs,
     occupancy,
     occupancy_arrays,
 )
@@ -194,3 +195,16 @@ def test_matches_nvidia_cuda_occupancy_header(tmp_path):
     status = np.array([int(line.split()[0]) for line in out if line])
     assert (status == 0).all()
     np.testing.assert_array_equal(got, np.concatenate(expected))
+
+
+@pytest.mark.parametrize("cc", ["5.2", "6.0", "7.0", "7.5", "8.0", "8.6", "8.9", "9.0", "12.0"])
+def test_max_launchable_regs_is_the_tight_register_limit(cc):
+    lim = cc_limits(cc)
+    threads = np.array([1, 32, 96, 256, 512, 640, 768, 1024])
+    regs = max_launchable_regs(cc, threads)
+    step = lim.reg_alloc_unit // lim.warp_size
+    launches = occupancy_arrays(cc, threads, regs, 0).blocks_per_sm
+    assert (launches >= 1).all()
+    over = occupancy_arrays(cc, threads, np.minimum(regs + step, 1000), 0).blocks_per_sm
+    assert (over == 0).all()
+    assert max_launchable_regs(cc, lim.max_threads_per_block + 1) == 0

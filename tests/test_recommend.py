@@ -173,3 +173,14 @@ def test_package_level_recommend_is_the_function_even_after_importing_its_module
     module = importlib.import_module("gemmperf.recommend")
     assert callable(gemmperf.recommend) and gemmperf.recommend is module.recommend
     assert gemmperf.ConfigPruner.__name__ == "ConfigPruner"
+
+
+def test_roofline_model_gives_no_time_to_a_footprint_that_cannot_launch():
+    import pandas as pd
+
+    rows = pd.DataFrame({"gpu": "a100", "m": 4096, "n": 4096, "k": 4096, "dtype": "f32",
+                         "tile_m": 32, "tile_n": 32, "tile_k": 32, "threads_per_block": 1024,
+                         "regs_per_thread": [32, 128]})   # 1024 x 128 > the 64K register file
+    runtime = RooflineModel().predict(rows)["runtime_s"].to_numpy()
+    assert np.isfinite(runtime[0]) and runtime[0] > 0
+    assert np.isnan(runtime[1])

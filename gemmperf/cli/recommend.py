@@ -294,8 +294,10 @@ def run_clocks(args: argparse.Namespace) -> int:
         space = resolve_space(problem, gpu, family=args.family)
         best = rank_space(space, problem, gpu,
                           model_for_family(load_model_arg(args), space.family)).iloc[0]
-        row.update({c: best[c] for c in ("tile_m", "tile_n", "tile_k", "threads_per_block")
-                    if c in best.index and best[c] == best[c]})
+        # The config's whole footprint, so the roofline below times what the ranking timed.
+        row.update({c: best[c] for c in ("tile_m", "tile_n", "tile_k", "threads_per_block",
+                                         "regs_per_thread", "smem_bytes_per_block", "stages")
+                    if c in best.index and pd.notna(best[c])})
         runtime, fraction = float(best["runtime_s"]), float(best["roofline_fraction"])
         power_at_boost = float(best["power_w"])   # what recommend reports for this config
         config_note = f"best predicted {args.family} config (rank 1)"

@@ -274,6 +274,23 @@ class Occupancy:
         return self.blocks_per_sm > 0
 
 
+def max_launchable_regs(target: Any, threads_per_block: Any) -> np.ndarray:
+    """The most registers per thread with which a block of ``threads_per_block`` threads still
+    launches on ``target`` (0 where the thread count itself exceeds the per-block limit).
+
+    The inverse of the register checks in :func:`occupancy_arrays`: the per-block register
+    budget over the warps (rounded up to the sub-partitions), in whole allocation units, at
+    most ``max_regs_per_thread``. A compiler fits a kernel launched with more threads into
+    this many registers (``__launch_bounds__``, ``-maxrregcount``) or the launch fails.
+    """
+    lim = cc_limits(target)
+    threads = _as_int_array("threads_per_block", threads_per_block, 1)
+    warps = _round_up(-(-threads // lim.warp_size), lim.warp_alloc_granularity)
+    per_warp = lim.max_regs_per_block // warps // lim.reg_alloc_unit * lim.reg_alloc_unit
+    regs = np.minimum(per_warp // lim.warp_size, lim.max_regs_per_thread)
+    return np.where(threads <= lim.max_threads_per_block, regs, 0)
+
+
 def _kib(nbytes: int) -> str:
     return f"{nbytes / 1024:.4g} KiB"
 

@@ -78,6 +78,21 @@ def _backend(family: str, gpu: GpuSpec) -> Any:
             "pip install 'gemmperf[gpu]'") from exc
 
 
+def _compiled_footprint(frame: pd.DataFrame, kernels: list[str], gpu: GpuSpec) -> None:
+    """Fill ``regs_per_thread`` and ``smem_bytes_per_block`` of the hand-written kernels from
+    the ptxas table (``data/kernel_resources.json``), as the sweep records them: the roofline
+    then counts the compiled kernel's resident blocks, not the default footprint's (128
+    registers, which no 1024-thread block can launch with)."""
+    from gemmperf.collect import kernel_resources
+
+    found = [kernel_resources.lookup(name, gpu.sm_arch, same_major=True) for name in kernels]
+    for column, attribute in (("regs_per_thread", "registers"),
+                              ("smem_bytes_per_block", "smem_bytes")):
+        values = [getattr(res, attribute) if res is not None else pd.NA for res in found]
+        frame[column] = frame[column].fillna(pd.Series(values, index=frame.index,
+                                                       dtype="Int64"))
+
+
 def backend_space(family: str, problem: GemmProblem, gpu: GpuSpec) -> Space:
     """The ``family`` space for ``problem`` on ``gpu``, each config checked by the backend."""
     if family not in BACKEND_FAMILIES:
@@ -105,6 +120,7 @@ def backend_space(family: str, problem: GemmProblem, gpu: GpuSpec) -> Space:
         frame["reason"] = [r.replace(k, "the kernel", 1) if r else r
                            for k, r in zip(kernels, reasons, strict=True)]
         explainer = lambda rows: named.loc[rows.index].tolist()  # noqa: E731
+        _compiled_footprint(frame, kernels, gpu)
     space = Space(family=family, name=f"{family} ({gpu.key}, {gpu.sm_arch})", frame=frame,
                   param_names=names, description=f"{family} kernel family of the collector",
                   explainer=explainer)

@@ -77,6 +77,11 @@ def energy_curve(gpu: GpuSpec, clocks: np.ndarray, *, runtime_s: float, compute_
                  memory_s: float, activity: float, params: DvfsParams) -> pd.DataFrame:
     """Predicted runtime, power, energy and EDP at each clock (module docstring)."""
     f = np.asarray(clocks, dtype=float)
+    times = np.array([runtime_s, compute_s, memory_s], dtype=float)
+    if not np.isfinite(times).all():
+        raise InvalidConfigError("energy_curve needs finite times (a config that cannot launch "
+                                 f"has none): runtime {runtime_s:g} s, compute {compute_s:g} s, "
+                                 f"memory {memory_s:g} s")
     if runtime_s <= 0 or compute_s < 0 or memory_s < 0 or compute_s + memory_s <= 0:
         raise InvalidConfigError("energy_curve needs a positive runtime and compute/memory times")
     f0 = float(gpu.boost_clock_mhz)

@@ -57,7 +57,9 @@ class RooflineModel:
         from gemmperf.roofline_frame import roofline_frame
 
         est = roofline_frame(X)
-        runtime = est["estimate_s"].where(est["estimate_s"] < np.inf, est["lower_bound_s"])
+        # An infinite estimate is a footprint that cannot launch: no time (NaN ranks last), not
+        # the lower bound, which would rank it first.
+        runtime = est["estimate_s"].where(est["estimate_s"] < np.inf)
         return pd.DataFrame({"runtime_s": runtime.to_numpy(dtype=float)}, index=X.index)
 
 
