@@ -28,3 +28,8 @@ class DataFormatError(GemmperfError, ValueError):
 
 class BackendUnavailableError(GemmperfError, RuntimeError):
     """A measurement backend whose driver or library is missing on this machine."""
+
+
+class RecordsPathError(GemmperfError, OSError):
+    """A records folder or file that cannot be created or appended to (a file is in the way,
+    no permission, not a records file, ...)."""

@@ -22,9 +22,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from gemmperf.errors import DataFormatError, GemmperfError
+from gemmperf.errors import DataFormatError, RecordsPathError
+from gemmperf.jsonl_tail import trim_torn_tail
 
 SCHEMA_VERSION = 1
 
@@ -114,6 +116,12 @@ def utc_now() -> str:
 
 
 # Schema columns that hold text; CSV readers must not turn "8.6" or "535" into numbers.
+#: Columns that hold numbers (the Record fields typed int or float).
+NUMERIC_COLUMNS = tuple(f.name for f in fields(Record)
+                        if str(f.type).split(" |")[0] in ("int", "float"))
+#: Measured quantities an ``ok`` row must have positive where it has them.
+MEASURED_COLUMNS = ("runtime_s", "power_w", "energy_j")
+
 TEXT_COLUMNS = (
     "source", "status", "reason", "timestamp", "dtype", "acc_dtype", "out_dtype", "layout",
     "family", "kernel_name", "params", "gpu", "device_name", "compute_capability",
@@ -199,11 +207,6 @@ def params_frame(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(parsed, index=frame.index)
 
 
-class RecordsPathError(GemmperfError, OSError):
-    """A records folder or file that cannot be created or appended to (a file is in the way,
-    no permission, ...)."""
-
-
 def check_records_folder(path: str | os.PathLike[str], *, label: str | None = None) -> None:
     """Raise :class:`RecordsPathError` when ``path`` cannot be (or become) a folder because
     it, or a folder above it, is a file. Creates nothing (a dry run must leave no trace).
@@ -235,8 +238,10 @@ class RecordWriter:
         check_records_folder(self.path.parent)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            _trim_torn_tail(self.path)
+            trim_torn_tail(self.path)
             self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - see close()
+        except RecordsPathError:
+            raise
         except OSError as exc:  # permissions, a folder named like the file, a full disk
             raise RecordsPathError(
                 f"{self.path}: cannot append records ({exc.strerror or exc})"
@@ -267,50 +272,6 @@ class RecordWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _trim_torn_tail(path: Path) -> None:
-    if not path.exists() or path.stat().st_size == 0:
-        return
-    with open(path, "rb+") as f:
-        f.seek(-1, os.SEEK_END)
-        if f.read(1) == b"\n":
-            return
-        data_end = f.seek(0, os.SEEK_END)
-        # Walk back to the last newline; everything after it is a torn record.
-        pos = data_end
-        chunk = 4096
-        while pos > 0:
-            start = max(0, pos - chunk)
-            f.seek(start)
-            block = f.read(pos - start)
-            idx = block.rfind(b"\n")
-            if idx >= 0:
-                keep = start + idx + 1
-                break
-            pos = start
-        else:
-            keep = 0
-        f.seek(keep)
-        tail = f.read()
-        if _is_json_object(tail):
-            # The writer got the whole record out but not its newline: keep the record.
-            f.seek(0, os.SEEK_END)
-            f.write(b"\n")
-            return
-        warnings.warn(
-            f"{path}: dropped a torn last record ({data_end - keep} bytes) left by an interrupted "
-            "writer",
-            stacklevel=3,
-        )
-        f.truncate(keep)
-
-
-def _is_json_object(data: bytes) -> bool:
-    try:
-        return isinstance(json.loads(data.decode("utf-8")), dict)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return False
 
 
 def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
@@ -375,7 +336,42 @@ def _expand(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
             yield path
 
 
+def check_values(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """``frame`` (records read from ``path``) with its numeric columns as numbers; a
+    :class:`DataFormatError` naming the row where a number is not one, a status is not one of
+    :data:`STATUSES`, or an ``ok`` row's runtime, power or energy is not positive."""
+    def fail(rows: pd.Series, what: str) -> None:
+        first = int(np.flatnonzero(rows.to_numpy())[0])
+        raise DataFormatError(f"{path}: record {first + 1}: {what} ({int(rows.sum())} such "
+                              "rows); fix or remove them")
+
+    if len(frame) and "status" not in frame.columns:
+        raise DataFormatError(f"{path}: not gemmperf records (no status column; gemmperf import "
+                              "converts other tools' files)")
+    for name in (c for c in NUMERIC_COLUMNS if c in frame.columns):
+        values = pd.to_numeric(frame[name], errors="coerce")
+        bad = frame[name].notna() & values.isna()
+        if bad.any():
+            fail(bad, f"{name} must be a number, got {frame[name][bad].iloc[0]!r}")
+        frame[name] = values
+    if len(frame):
+        unknown = frame["status"].notna() & ~frame["status"].isin(STATUSES)
+        if unknown.any():
+            fail(unknown, f"status {frame['status'][unknown].iloc[0]!r} is not one of "
+                          f"{', '.join(STATUSES)}")
+        for name in (c for c in MEASURED_COLUMNS if c in frame.columns):
+            bad = (frame["status"] == "ok") & (frame[name] <= 0)
+            if bad.any():
+                fail(bad, f"an ok row has {name} = {float(frame[name][bad].iloc[0]):g}, "
+                          "not positive")
+    return frame
+
+
 def _read_one(path: Path) -> pd.DataFrame:
+    return check_values(_read_table(path), path)
+
+
+def _read_table(path: Path) -> pd.DataFrame:
     suffix = "".join(path.suffixes[-2:]) if path.suffix == ".gz" else path.suffix
     try:
         if suffix in (".jsonl", ".jsonl.gz"):
@@ -406,12 +402,13 @@ def write_frame(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
             f"{path}: unknown output format {suffix!r} (use .parquet, .jsonl or .csv)"
         )
     frame = normalize_frame(frame)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    check_records_folder(path.parent)
     # A unique temporary name in the target folder (same file system, so the rename is atomic;
     # created by the writer, so it gets the usual permissions); the ".partial" suffix marks what
     # a killed process leaves behind as incomplete.
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.partial")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         if suffix == ".parquet":
             frame.to_parquet(tmp, index=False)
         elif suffix == ".csv":
@@ -425,6 +422,8 @@ def write_frame(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
         with open(tmp, "rb") as f:  # data on disk before the rename makes it visible
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:   # no permission, a full disk, a read-only or virtual file system
+        raise RecordsPathError(f"{path}: cannot write ({exc.strerror or exc})") from exc
     finally:
         if tmp.exists():
             tmp.unlink()

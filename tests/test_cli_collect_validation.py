@@ -4,6 +4,7 @@ records already written are never changed."""
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 
@@ -202,3 +203,25 @@ def test_a_torn_last_line_is_trimmed_with_one_warning(capsys, tmp_path):
     assert err.splitlines() == [f"gemmperf: warning: {path}: dropped a torn last record (40 "
                                 "bytes) left by an interrupted writer"]
     assert path.read_text().startswith(first) and path.read_text().count("\n") == 2
+
+
+def test_a_file_that_is_not_records_jsonl_is_left_untouched(capsys, tmp_path):
+    assert sweep(capsys, tmp_path)[0] == 0
+    path = tmp_path / "records.jsonl"
+    foreign = gzip.compress(path.read_bytes())           # e.g. records gzipped in place
+    path.write_bytes(foreign)
+    err = one_line_error(capsys, [*SWEEP, "--shapes", TWO_SHAPES, "--out", str(tmp_path)])
+    assert "is not a JSONL records file" in err
+    assert path.read_bytes() == foreign
+
+
+def test_a_fake_sweep_never_mixes_into_measured_records(capsys, tmp_path):
+    assert sweep(capsys, tmp_path)[0] == 0
+    path = tmp_path / "records.jsonl"
+    measured = path.read_text().replace('"source":"fake"', '"source":"sweep"')
+    path.write_text(measured)
+    for extra in ((), ("--no-resume",), ("--dry-run",)):
+        err = one_line_error(capsys, [*SWEEP, "--shapes", TWO_SHAPES, "--out", str(tmp_path),
+                                      *extra])
+        assert "would mix simulated and measured times" in err
+    assert path.read_text() == measured

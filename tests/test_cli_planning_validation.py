@@ -63,9 +63,9 @@ def test_plan_rejects_out_of_range_numbers(run, extra, needles):
 
 @pytest.mark.parametrize(("argv", "needles"), [
     # A negative number is out of range, not "not a number".
-    (("--tokens", "-5"), ("--tokens", "must be a positive number", "'-5'")),
-    (("--tokens", "1e400"), ("--tokens", "positive number")),
-    (("--tokens", "lots"), ("--tokens", "positive number", "'lots'")),
+    (("--tokens", "-5"), ("--tokens", "must be a positive whole number of tokens", "'-5'")),
+    (("--tokens", "1e400"), ("--tokens", "positive whole number")),
+    (("--tokens", "lots"), ("--tokens", "positive whole number", "'lots'")),
     (("--num-gpus", "1.5"), ("--num-gpus", "positive integer", "'1.5'")),
     (("--num-gpus", "-8"), ("--num-gpus", "positive integer")),
 ])

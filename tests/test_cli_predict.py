@@ -210,3 +210,21 @@ def test_output_paths_that_cannot_be_written_fail_before_the_work(data, model, t
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+def test_train_and_report_refuse_to_replace_data_without_force(data, model, tmp_path, capsys):
+    bundle = tmp_path / "kept.npz"
+    bundle.write_bytes(b"an earlier model")
+    report = tmp_path / "rep"
+    report.mkdir()
+    (report / "summary.md").write_text("the user's notes")
+    for argv in (["train", str(data), "-o", str(bundle), *SMALL],
+                 ["evaluate", "--model", str(model), str(data), "--report", str(report)]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert "--force" in err and len(err.splitlines()) == 1
+    assert bundle.read_bytes() == b"an earlier model"
+    assert (report / "summary.md").read_text() == "the user's notes"
+    assert main(["evaluate", "--model", str(model), str(data), "--report", str(report),
+                 "--force"]) == 0
+    assert (report / "summary.md").read_text() != "the user's notes"

@@ -76,7 +76,8 @@ def test_shape_csv(tmp_path):
     with pytest.raises(SpecError, match="needs columns m, n, k"):
         read_shape_csv(tmp_path / "bad.csv")
     (tmp_path / "bad2.csv").write_text("m,n,k\n1,x,2\n")
-    with pytest.raises(SpecError, match=r"bad2.csv:2: m, n, k must be integers"):
+    with pytest.raises(SpecError, match=r"bad2.csv:2: m, n, k and batch must be integers, "
+                                        r"got 1, x, 2, 1"):
         read_shape_csv(tmp_path / "bad2.csv")
     with pytest.raises(SpecError, match="cannot read shape CSV"):
         read_shape_csv(tmp_path / "missing.csv")

@@ -131,10 +131,24 @@ def test_failed_import_keeps_a_previous_output_intact(tmp_path, capsys):
     before = out.read_bytes()
     bad = tmp_path / "bad.csv"
     bad.write_text("nonsense\n")
-    # a good file then a bad one: nothing is written, the old output stays as it was
-    assert run_cli("cutlass-profiler", str(CUTLASS_V3), str(bad), "-o", str(out)) == 2
+    # a good file then a bad one, told to replace: nothing is written, the old output stays
+    assert run_cli("cutlass-profiler", str(CUTLASS_V3), str(bad), "-o", str(out),
+                   "--force") == 2
     assert out.read_bytes() == before
     assert "bad.csv" in capsys.readouterr().err
+
+
+def test_an_existing_output_is_replaced_only_with_force(tmp_path, capsys):
+    out = tmp_path / "out.jsonl"
+    assert run_cli("cutlass-profiler", str(CUTLASS_V3), "-o", str(out)) == 0
+    before = out.read_bytes()
+    capsys.readouterr()
+    assert run_cli("cutlass-profiler", str(CUTLASS_V2), "-o", str(out)) == 2
+    err = capsys.readouterr().err
+    assert "exists" in err and "--force" in err and len(err.strip().splitlines()) == 1
+    assert out.read_bytes() == before
+    assert run_cli("cutlass-profiler", str(CUTLASS_V2), "-o", str(out), "--force") == 0
+    assert out.read_bytes() != before
 
 
 def test_cli_option_errors(tmp_path, capsys):

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gemmperf.errors import DataFormatError
+from gemmperf.errors import DataFormatError, RecordsPathError
 from gemmperf.records import (
     COLUMNS,
     SCHEMA_VERSION,
@@ -224,3 +224,11 @@ def test_read_records_folder_reads_every_record_file(tmp_path):
         writer.write(_record(2))
     frame = read_records(tmp_path)
     assert sorted(frame["m"].tolist()) == [64, 128, 192]
+
+
+def test_writer_refuses_to_trim_or_append_to_a_file_that_is_not_records(tmp_path):
+    path = tmp_path / "records.jsonl"
+    path.write_text("m,n,k,runtime_s\n4096,4096,4096,0.01")   # a CSV saved under the name
+    with pytest.raises(RecordsPathError, match="not a JSONL records file"):
+        RecordWriter(path)
+    assert path.read_text() == "m,n,k,runtime_s\n4096,4096,4096,0.01"

@@ -5,6 +5,8 @@ help read the same everywhere: the GEMM (``--gpu``, ``--m/--n/--k``, ``--batch``
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from typing import Any
 
 DTYPES_HELP = "f64 f32 tf32 f16 bf16 fp8 int8"
 
@@ -41,3 +43,37 @@ def add_bundle_args(p: argparse.ArgumentParser, *, without_model: str | None = N
                    help=f"model bundle (.npz; default: the shipped model{fallback})")
     p.add_argument("--trust-pickle", action="store_true",
                    help="allow a .pkl model (pickle runs code from the file)")
+
+
+def add_force_arg(p: argparse.ArgumentParser, what: str) -> None:
+    """``--force``: replace an existing ``what`` instead of refusing."""
+    p.add_argument("--force", action="store_true", help=f"replace an existing {what}")
+
+
+def refuse_overwrite(path: Any, *, force: bool, folder: bool = False) -> None:
+    """A one-line error (before any work) where ``path`` already holds data and ``--force`` was
+    not given: an existing file, or with ``folder`` a folder that is not empty."""
+    from gemmperf.records import RecordsPathError
+
+    target = Path(path)
+    if force:
+        return
+    if folder:
+        if target.is_dir() and any(target.iterdir()):
+            raise RecordsPathError(f"{target} is not empty: give another folder, or --force to "
+                                   "write into it (files of the same name are replaced)")
+    elif target.is_file():
+        raise RecordsPathError(f"{target} exists: give another name, or --force to replace it")
+
+
+def path_arg(text: str) -> str:
+    """argparse type of path options: the empty string is refused (``--plot ''`` must not mean
+    "no plot", nor ``--out ''`` the current folder)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path; give a file or folder name")
+    return text
+
+
+def folder_arg(text: str) -> Path:
+    """:func:`path_arg` as a Path."""
+    return Path(path_arg(text))

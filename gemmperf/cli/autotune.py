@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from gemmperf.cli._args import path_arg
 from gemmperf.cli._output import format_cell, print_json, print_table
 from gemmperf.errors import GemmperfError
 
@@ -46,7 +47,7 @@ def register_autotune(subparsers: Any) -> None:
                         "model saw this family on)")
     p.add_argument("--backend", default="real", choices=("real", "fake"),
                    help="measure on the GPU (real) or the seeded fake (synthetic)")
-    p.add_argument("--out", default="autotune-records", metavar="DIR",
+    p.add_argument("--out", default="autotune-records", metavar="DIR", type=path_arg,
                    help="folder for the measured records (default ./autotune-records)")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(func=run_autotune)

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from gemmperf.cli._args import folder_arg
 from gemmperf.cli._output import print_json, print_table
 from gemmperf.errors import GemmperfError
 
@@ -39,7 +40,8 @@ def register(subparsers: Any) -> None:
     what.add_argument("--layout", default="nn", choices=("nn", "nt", "tn", "tt"),
                       help="A and B transposed (t) or not (n), BLAS order (default nn)")
     where = p.add_argument_group("where and how")
-    where.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
+    where.add_argument("--out", required=True, type=folder_arg, metavar="DIR",
+                       help="output folder")
     where.add_argument("--backend", choices=("real", "fake"), default="real",
                        help="real GPU (default) or the seeded fake")
     where.add_argument("--device", type=int, default=0, help="CUDA device index (default 0)")
@@ -97,9 +99,13 @@ def _failures(text: str | None) -> Any:
         return None
     from gemmperf.collect.fake import FailureRates
 
+    known = ("invalid", "compile_error", "launch_error", "wrong_result")
     rates: dict[str, float] = {}
     for item in _split(text):
         name, _, value = item.partition("=")
+        if name.strip() not in known:
+            raise GemmperfError(f"--fake-failures: unknown status {name.strip()!r} "
+                                f"(statuses: {', '.join(known)})")
         try:
             rates[name.strip()] = float(value)
         except ValueError:

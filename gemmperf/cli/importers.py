@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from gemmperf.cli._args import add_force_arg, path_arg, refuse_overwrite
 from gemmperf.errors import DataFormatError
 
 SOURCES = ("kernel-tuner", "cutlass-profiler", "table", "auto")
@@ -29,8 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("source", choices=SOURCES, help="input format (auto: detect per file)")
     parser.add_argument("files", nargs="+", metavar="FILE", help="input file(s)")
-    parser.add_argument("-o", "--output", required=True, metavar="OUT",
+    parser.add_argument("-o", "--output", required=True, metavar="OUT", type=path_arg,
                         help="output records file: .parquet, .jsonl or .csv")
+    add_force_arg(parser, "output file")
     parser.add_argument("--gpu", action="append", default=[], metavar="[DEVICE=]GPU",
                         help="canonical GPU for the rows: one GPU for all rows, or DEVICE=GPU "
                              "for rows whose device name is DEVICE (repeatable), "
@@ -87,11 +89,17 @@ def run(args: argparse.Namespace) -> int:
         raise DataFormatError(
             f"{out_path}: unknown output format (use {', '.join(OUTPUT_SUFFIXES)})"
         )
+    refuse_overwrite(out_path, force=args.force)
     gpu = parse_gpu_override(args.gpu)
     problem_size = parse_problem_size(args.problem_size)
     if problem_size is not None and args.source != "kernel-tuner":
         raise DataFormatError(f"--problem-size is for Kernel Tuner caches (import kernel-tuner); "
                               f"{args.source} files state their own shapes")
+    for option, value, source in (("--device-name", args.device_name, "cutlass-profiler"),
+                                  ("--table-kind", args.table_kind, "table")):
+        if value is not None and args.source != source:
+            raise DataFormatError(f"{option} is for import {source}; it would do nothing "
+                                  f"with import {args.source}")
     kwargs: dict[str, Any] = {"gpu": gpu}
     if args.source == "kernel-tuner":
         frame = import_kernel_tuner(args.files, problem_size=problem_size, **kwargs)

@@ -6,9 +6,16 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 from typing import Any
 
-from gemmperf.cli._args import add_bundle_args, add_gemm_args
+from gemmperf.cli._args import (
+    add_bundle_args,
+    add_force_arg,
+    add_gemm_args,
+    path_arg,
+    refuse_overwrite,
+)
 from gemmperf.cli._output import print_json, print_table
 from gemmperf.errors import InvalidConfigError
 
@@ -22,7 +29,9 @@ def register(subparsers: Any) -> None:
                               description="Fit the tree-ensemble predictor on DATA and save a "
                               "safe model bundle (.npz; .pkl writes a pickle).")
     p.add_argument("data", nargs="+", metavar="DATA", help=_DATA_HELP)
-    p.add_argument("-o", "--output", required=True, metavar="MODEL", help="bundle to write")
+    p.add_argument("-o", "--output", required=True, metavar="MODEL", type=path_arg,
+                   help="bundle to write")
+    add_force_arg(p, "bundle")
     _model_options(p)
     p.add_argument("--json", action="store_true", help="print the bundle metadata as JSON")
     _allow_fake_option(p)
@@ -35,7 +44,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("data", nargs="+", metavar="DATA", help=_DATA_HELP)
     add_bundle_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON document")
-    p.add_argument("--report", metavar="DIR", help="write PNG plots and a markdown summary")
+    p.add_argument("--report", metavar="DIR", type=path_arg,
+                   help="write PNG plots and a markdown summary")
+    add_force_arg(p, "report (write into a folder that is not empty)")
     _allow_fake_option(p)
     p.set_defaults(func=run_evaluate)
 
@@ -117,6 +128,8 @@ def _make_model(args: argparse.Namespace) -> Any:
     if args.max_leaves is not None and args.max_leaves < 2:
         raise InvalidConfigError(f"--max-leaves {args.max_leaves}: a tree that splits has at "
                                  "least 2 leaves")
+    if not 0 <= args.seed < 2**32:
+        raise InvalidConfigError(f"--seed {args.seed}: give an integer from 0 to 2^32 - 1")
     if args.jobs == 0:
         raise InvalidConfigError("--jobs 0: give a number of parallel jobs, or -1 for all cores")
     params: dict[str, Any] = {"targets": targets, "random_state": args.seed,
@@ -135,6 +148,7 @@ def run_train(args: argparse.Namespace) -> int:
 
     model = _make_model(args)   # its options checked before the data is read
     check_model_path(args.output)   # and where it goes, before it trains
+    refuse_overwrite(args.output, force=args.force)
     frame = _load_measurements(args)
     start = time.perf_counter()
     model.fit(frame)
@@ -159,9 +173,15 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from gemmperf.predict.persist import load_model
 
     if args.report:   # before any work: a report path that cannot be a folder is one line
-        from gemmperf.records import check_records_folder
+        from gemmperf.records import RecordsPathError, check_records_folder
 
         check_records_folder(args.report, label=f"--report {args.report}")
+        refuse_overwrite(args.report, force=args.force, folder=True)
+        try:   # made now, so an unwritable place fails before the evaluation, not after
+            Path(args.report).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RecordsPathError(f"--report {args.report}: cannot create the folder "
+                                   f"({exc.strerror or exc})") from None
     model = load_model(args.model, trust_pickle=args.trust_pickle)
     frame = _load_measurements(args)
     pred = model.predict(frame)
@@ -272,6 +292,22 @@ def _family_config(family: str | None, params: dict[str, Any], problem: Any, gpu
     return {}
 
 
+#: A sanity bound far above any memory clock NVML reports (GDDR6X on the RTX 4090: 10,501 MHz).
+MAX_MEM_CLOCK_MHZ = 30_000
+
+
+def _check_launchable(args: argparse.Namespace, gpu: Any) -> None:
+    """A launch footprint given with --threads/--regs/--smem must fit the GPU (the parts not
+    given: the fewest resources, so only what was given can fail)."""
+    from gemmperf.hardware.occupancy import occupancy
+
+    if args.threads is None and args.regs is None and args.smem is None:
+        return
+    occ = occupancy(gpu, args.threads or 1, args.regs or 1, args.smem or 0)
+    if not occ.launchable:
+        raise InvalidConfigError(f"this launch footprint cannot run: {occ.reason}")
+
+
 def run_predict(args: argparse.Namespace) -> int:
     """Predict one GEMM."""
     import pandas as pd
@@ -285,13 +321,15 @@ def run_predict(args: argparse.Namespace) -> int:
                           acc_dtype=args.acc_dtype)
     if args.sm_clock is not None:
         check_sm_clock(args.sm_clock, gpu, option="--sm-clock")
-    if args.mem_clock is not None and not args.mem_clock > 0:
-        raise InvalidConfigError(f"--mem-clock {args.mem_clock:g}: a clock is positive (MHz)")
+    if args.mem_clock is not None and not 0 < args.mem_clock <= MAX_MEM_CLOCK_MHZ:
+        raise InvalidConfigError(f"--mem-clock {args.mem_clock:g}: not a memory clock (MHz, "
+                                 f"above 0, up to {MAX_MEM_CLOCK_MHZ:,})")
     for name in ("tile_m", "tile_n", "tile_k", "threads", "stages", "split_k", "regs", "smem"):
         value = getattr(args, name)
         if value is not None and value < (0 if name == "smem" else 1):
             raise InvalidConfigError(f"--{name.replace('_', '-')} {value}: must be "
                                      f"{'>= 0' if name == 'smem' else 'positive'}")
+    _check_launchable(args, gpu)
     model = load_model(args.model, trust_pickle=args.trust_pickle)
     family = args.family or _default_family(args, model)
     config = _family_config(family, _parse_params(args.param), problem, gpu, model)

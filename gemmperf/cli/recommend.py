@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from gemmperf.cli._args import add_bundle_args, add_gemm_args
+from gemmperf.cli._args import add_bundle_args, add_gemm_args, path_arg
 from gemmperf.cli._output import format_cell, print_json, print_table
 from gemmperf.errors import InvalidConfigError, InvalidProblemError
 from gemmperf.problem import GemmProblem
@@ -51,7 +51,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--explain", action="store_true", help="say why configs were pruned")
     p.add_argument("--examples", type=int, default=1,
                    help="with --explain: example configs per reason (default 1)")
-    p.add_argument("--plot", metavar="FILE.png", default=None,
+    p.add_argument("--plot", metavar="FILE.png", default=None, type=path_arg,
                    help="save the predicted time-energy Pareto front with the picks")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(func=run_recommend)
@@ -97,8 +97,25 @@ def problem_from_args(args: argparse.Namespace, *, family: str | None = None,
         layout = args.layout or fixed.get("layout") or "nn"
         return GemmProblem(args.m, args.n, args.k, batch=args.batch, dtype=dtype, layout=layout)
     if fallback is not None:
+        _check_matches_file(args, fallback)
         return fallback
     raise InvalidProblemError("give --m, --n and --k (and --dtype) of the GEMM")
+
+
+def _check_matches_file(args: argparse.Namespace, problem: GemmProblem) -> None:
+    """Refuse --dtype/--layout/--batch that differ from the file's own problem (without
+    --m/--n/--k the file's problem is used, and they would be silently ignored)."""
+    from gemmperf.problem import canonical_dtype
+
+    given = {"dtype": args.dtype and canonical_dtype(args.dtype),
+             "layout": getattr(args, "layout", None),
+             "batch": args.batch if args.batch != 1 else None}
+    for name, value in given.items():
+        if value is not None and value != getattr(problem, name):
+            raise InvalidProblemError(
+                f"--{name} {value} differs from the file's problem ({problem.m}x{problem.n}x"
+                f"{problem.k}, batch {problem.batch}, {problem.dtype} {problem.layout}); "
+                "give --m, --n and --k too to rank another problem")
 
 
 def _space_and_problem(args: argparse.Namespace, gpu: Any) -> tuple[Any, GemmProblem]:
@@ -142,6 +159,11 @@ def run_recommend(args: argparse.Namespace) -> int:
 
     if args.top < 1:
         raise InvalidProblemError(f"--top must be at least 1, got {args.top}")
+    if args.examples < 0:
+        raise InvalidProblemError(f"--examples must be 0 or more, got {args.examples}")
+    if args.examples != 1 and not args.explain:
+        raise InvalidProblemError("--examples sets how many pruned configs --explain shows: "
+                                  "add --explain")
     if args.plot:
         from gemmperf.report import check_figure_path
 

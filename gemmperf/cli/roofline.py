@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from gemmperf.cli._args import add_gemm_args
+from gemmperf.cli._args import add_gemm_args, path_arg
 from gemmperf.cli._output import print_json, print_table
 from gemmperf.hardware.specs import get_gpu
 from gemmperf.problem import GemmProblem, KernelConfig
@@ -25,7 +25,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--tile-n", type=int, default=None, help="thread-block tile columns")
     p.add_argument("--tile-k", type=int, default=None, help="thread-block tile depth")
     p.add_argument("--json", action="store_true", help="print one JSON document")
-    p.add_argument("--plot", metavar="FILE.png", default=None, help="save a roofline chart")
+    p.add_argument("--plot", metavar="FILE.png", default=None, type=path_arg,
+                   help="save a roofline chart")
     p.set_defaults(func=run)
 
 

@@ -1,6 +1,6 @@
 """``gemmperf plan | budget | whatif | archs``: training-run planning from the command line.
 
-Numeric options are read as text and checked by the command itself (:func:`_check_numbers`),
+Numeric options are read as text and checked by the command itself (:func:`check_numbers`),
 not by argparse types: argparse would print its whole usage block for a bad value, while a
 :class:`PlanError` naming the option and its accepted range is one line and exit code 2.
 """
@@ -8,12 +8,12 @@ not by argparse types: argparse would print its whole usage block for a bad valu
 from __future__ import annotations
 
 import argparse
-import itertools
 import math
 import re
 from dataclasses import dataclass
 from typing import Any
 
+from gemmperf.cli._args import path_arg
 from gemmperf.cli._output import print_json, print_table
 from gemmperf.training.errors import PlanError
 
@@ -60,7 +60,7 @@ _ZERO_STAGE = _Range(0.0, True, True, "an integer from 0 to 3", high=3.0)
 
 # Every numeric option of plan/budget/whatif, by its argparse dest.
 _NUMERIC = {
-    "tokens": _POSITIVE, "num_gpus": _COUNT, "seq": _COUNT, "global_batch_tokens": _TOKEN_COUNT,
+    "tokens": _TOKEN_COUNT, "num_gpus": _COUNT, "seq": _COUNT, "global_batch_tokens": _TOKEN_COUNT,
     "price": _PRICE, "pue": _PUE, "tp": _COUNT, "pp": _COUNT, "ep": _COUNT,
     "micro_batch": _COUNT, "virtual_stages": _COUNT, "zero_stage": _ZERO_STAGE,
     "gpu_hours": _POSITIVE, "flops": _POSITIVE, "energy_mwh": _POSITIVE, "usd": _POSITIVE,
@@ -79,7 +79,7 @@ def _checked(dest: str, text: str) -> float | int:
     return int(value) if accepted.integer else value
 
 
-def _check_numbers(args: argparse.Namespace) -> None:
+def check_numbers(args: argparse.Namespace) -> None:
     """Replace the text of every numeric option in ``args`` by its checked value (in place)."""
     for dest in _NUMERIC:
         text = getattr(args, dest, None)
@@ -158,10 +158,10 @@ def register(subparsers: Any) -> None:
     whatif.add_argument("--global-batch-tokens", help="tokens per optimizer step (plan sweep)")
     whatif.add_argument("--price", help="USD per GPU-hour")
     whatif.add_argument("--pue", help="facility PUE (default 1.1)")
-    whatif.add_argument("--plot", help="write a figure comparing the scenarios (.png, .svg, "
-                        ".pdf, ...; checked before the sweep)")
+    whatif.add_argument("--plot", type=path_arg, help="write a figure comparing the scenarios "
+                        "(.png, .svg, .pdf, ...; checked before the sweep)")
     whatif.add_argument("--json", action="store_true", help="print the scenarios as JSON")
-    whatif.set_defaults(func=_whatif)
+    whatif.set_defaults(func=_run_whatif)
 
     archs = subparsers.add_parser("archs", help="list the bundled architecture presets")
     archs.add_argument("--json", action="store_true", help="print the presets as JSON")
@@ -220,7 +220,7 @@ def _plan_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 def _plan(args: argparse.Namespace) -> int:
     from gemmperf.training.planner import plan_training
 
-    _check_numbers(args)
+    check_numbers(args)
     plan = plan_training(**_plan_kwargs(args))
     if args.json:
         print_json(plan.to_dict())
@@ -265,7 +265,13 @@ def _print_plan(plan: Any) -> None:
 def _budget(args: argparse.Namespace) -> int:
     from gemmperf.training.budget import compute_optimal
 
-    _check_numbers(args)
+    check_numbers(args)
+    if args.gpu is None and args.flops is not None:   # no plan: plan-only options do nothing
+        unused = [f"--{d.replace('_', '-')}" for d in ("num_gpus", "price", "pue")
+                  if getattr(args, d) is not None]
+        if unused:
+            raise PlanError(f"budget without --gpu makes no plan, so {', '.join(unused)} "
+                            "would do nothing: add --gpu or drop them")
     result = compute_optimal(
         gpu=args.gpu, flops=args.flops, gpu_hours=args.gpu_hours, energy_mwh=args.energy_mwh,
         usd=args.usd, price_per_gpu_hour=args.price, law=args.law, num_gpus=args.num_gpus,
@@ -312,114 +318,10 @@ def _with_interval(value: float, interval: Any, fmt: str = ".3g") -> str:
 
 
 # Options only one kind of whatif sweep uses: given to the other, they would be ignored.
-_PLAN_SWEEP_ONLY = ("tokens", "num_gpus", "global_batch_tokens")
-_BUDGET_SWEEP_ONLY = ("gpu_hours", "usd", "law")
+def _run_whatif(args: argparse.Namespace) -> int:
+    from gemmperf.cli.whatif import run_whatif  # it uses this module's option checks
 
-
-def _whatif(args: argparse.Namespace) -> int:
-    _check_numbers(args)
-    for dest in ("gpu", "dtype"):
-        if not getattr(args, dest):
-            raise PlanError(f"--{dest} needs at least one name (comma-separated)")
-    if args.plot:
-        from gemmperf.report import check_figure_path
-
-        check_figure_path(args.plot)  # before the sweep: a typo must not cost the run
-    _check_sweep_options(args)
-    rows = _plan_sweep(args) if args.arch else _budget_sweep(args)
-    if args.json:
-        print_json(rows)
-    else:
-        columns = list(dict.fromkeys(k for row in rows for k in row))
-        print_table(columns, [[row.get(c) for c in columns] for row in rows], title="what if")
-    if args.plot:
-        _plot(rows, args.plot)
-    return 0
-
-
-def _check_sweep_options(args: argparse.Namespace) -> None:
-    """Reject options the chosen sweep (plan with --arch, else budget) would silently ignore."""
-    if not args.arch and not (args.gpu_hours or args.usd):
-        raise PlanError("whatif needs --arch and --tokens, or --gpu-hours/--usd lists")
-    ignored = _BUDGET_SWEEP_ONLY if args.arch else _PLAN_SWEEP_ONLY
-    given = ["--" + d.replace("_", "-") for d in ignored if getattr(args, d) is not None]
-    if given:
-        mode = ("with --arch is a plan sweep, which does not use {} (budget sweeps, without "
-                "--arch, do)" if args.arch else "without --arch is a budget sweep, which does "
-                "not use {} (plan sweeps, with --arch, do)")
-        raise PlanError(f"whatif {mode.format(', '.join(given))}; drop "
-                        f"{'it' if len(given) == 1 else 'them'}")
-
-
-def _plan_sweep(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """One plan of --arch per (GPU, cluster size, dtype); a failing scenario is a row too."""
-    from gemmperf.training.config import load_arch
-    from gemmperf.training.planner import plan_training
-
-    if args.tokens is None:
-        raise PlanError("whatif with --arch needs --tokens")
-    if not args.num_gpus:
-        raise PlanError("whatif with --arch needs --num-gpus (a list is fine)")
-    arch = load_arch(args.arch)
-    rows: list[dict[str, Any]] = []
-    for gpu, n, dtype in itertools.product(args.gpu, args.num_gpus, args.dtype):
-        try:
-            p = plan_training(arch, gpu=gpu, num_gpus=n, tokens=args.tokens,
-                              seq_len=args.seq, global_batch_tokens=args.global_batch_tokens,
-                              dtype=dtype, price_per_gpu_hour=args.price, pue=args.pue)
-        except PlanError as exc:
-            rows.append({"scenario": f"{gpu} x{n} {dtype}", "error": str(exc)})
-            continue
-        rows.append({"scenario": f"{gpu} x{n} {dtype}", "layout": p.parallelism.describe(),
-                     "mfu": p.mfu, "tokens_per_s_per_gpu": p.tokens_per_s_per_gpu,
-                     "days": p.days, "gpu_hours": p.gpu_hours, "energy_mwh": p.energy_mwh,
-                     "usd": p.usd})
-    return rows
-
-
-def _budget_sweep(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """The compute-optimal model of each (GPU, budget, dtype)."""
-    from gemmperf.training.budget import compute_optimal
-
-    budgets = [("gpu_hours", v) for v in args.gpu_hours or []] + \
-        [("usd", v) for v in args.usd or []]
-    seq = {} if args.seq is None else {"seq_len": args.seq}
-    rows: list[dict[str, Any]] = []
-    for gpu, (kind, value), dtype in itertools.product(args.gpu, budgets, args.dtype):
-        r = compute_optimal(gpu=gpu, law=args.law or "epoch", dtype=dtype,
-                            price_per_gpu_hour=args.price, pue=args.pue, **seq, **{kind: value})
-        p = r.plan
-        rows.append({"scenario": f"{gpu} {kind}={value:.3g} {dtype}",
-                     "params": r.arch_params, "tokens": r.tokens, "loss": r.loss,
-                     "days": p.days if p else None, "gpu_hours": p.gpu_hours if p else None,
-                     "energy_mwh": p.energy_mwh if p else None})
-    return rows
-
-
-def _plot(rows: list[dict[str, Any]], path: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from gemmperf.report import save_figure
-
-    ok = [r for r in rows if "error" not in r and r.get("days") is not None]
-    if not ok:
-        raise PlanError("nothing to plot: every scenario failed")
-    fig, axes = plt.subplots(1, 2, figsize=(11, 0.45 * len(ok) + 2))
-    names = [r["scenario"] for r in ok]
-    axes[0].barh(names, [r["days"] for r in ok], color="tab:blue")
-    axes[0].set_xlabel("wall-clock days")
-    axes[1].barh(names, [r["energy_mwh"] for r in ok], color="tab:green")
-    axes[1].set_xlabel("energy (MWh, incl. PUE)")
-    axes[1].set_yticklabels([])
-    fig.tight_layout()
-    try:
-        written = save_figure(fig, path, dpi=120)  # an OS error is one line too
-    finally:
-        plt.close(fig)
-    print(f"wrote {written}")
+    return run_whatif(args)
 
 
 def _archs(args: argparse.Namespace) -> int:

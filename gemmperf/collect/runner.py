@@ -28,6 +28,7 @@ from gemmperf.collect.sweep import (
     DoneSet,
     SweepOptions,
     SweepSummary,
+    check_source,
     load_done,
     output_file,
     record_digest,
@@ -134,8 +135,8 @@ def _roofline_times(items: list[PlanItem], spec: Any) -> Any:
         ]
     )
     est = roofline_frame(frame, spec)
-    # The roofline's default footprint (128 registers per thread) may not fit a 1024-thread
-    # block that a real compile does fit; those rows fall back to the strict lower bound.
+    # A footprint the roofline finds unlaunchable has an infinite estimate; the launch decides,
+    # and the time budget counts such a row at the strict lower bound.
     return est["estimate_s"].where(est["estimate_s"] < math.inf, est["lower_bound_s"]).to_numpy(
         dtype=float
     )
@@ -159,6 +160,7 @@ def _config_gpu_seconds(t: float, options: SweepOptions) -> float:
 
 def estimate(plan: SweepPlan, rig: Rig, options: SweepOptions) -> PlanEstimate:
     """Count the plan and estimate its GPU time from the roofline (no kernel runs)."""
+    check_source(options.out_dir, rig.source)
     done = load_done(options.out_dir) if options.resume else DoneSet()
     conditions = run_conditions(rig, options)
     configs = invalid = skipped = 0

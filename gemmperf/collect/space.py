@@ -21,6 +21,7 @@ import csv
 import hashlib
 import itertools
 import json
+import math
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -131,17 +132,23 @@ def read_shape_csv(path: str | Path) -> list[Shape]:
                 raise SpecError(f"{path}: shape CSV needs columns m, n, k (missing {missing})")
             shapes: list[Shape] = []
             for line, row in enumerate(reader, start=2):
+                texts = [row[columns[c]] for c in ("m", "n", "k")]
+                texts.append(row.get(columns.get("batch", ""), "") or "1")
                 try:
-                    values = [int(float(row[columns[c]])) for c in ("m", "n", "k")]
-                    batch_text = row.get(columns.get("batch", ""), "") or "1"
-                    batch = int(float(batch_text))
+                    numbers = [float(t) for t in texts]
+                    if not all(math.isfinite(x) and x.is_integer() for x in numbers):
+                        raise ValueError
                 except (TypeError, ValueError):
-                    raise SpecError(f"{path}:{line}: m, n, k must be integers") from None
+                    raise SpecError(f"{path}:{line}: m, n, k and batch must be integers, got "
+                                    f"{', '.join(map(str, texts))}") from None
+                *values, batch = (int(x) for x in numbers)
                 if min(*values, batch) <= 0:
                     raise SpecError(f"{path}:{line}: sizes must be positive")
                 shapes.append((values[0], values[1], values[2], batch))
     except OSError as exc:
         raise SpecError(f"{path}: cannot read shape CSV ({exc.strerror})") from exc
+    except UnicodeDecodeError:
+        raise SpecError(f"{path}: not a UTF-8 text CSV (a compressed file?)") from None
     if not shapes:
         raise SpecError(f"{path}: no shapes")
     return list(dict.fromkeys(shapes))

@@ -39,7 +39,7 @@ from gemmperf.collect.power import PowerSettings
 from gemmperf.collect.rig import Rig
 from gemmperf.collect.space import PlanItem, Shard, SweepPlan, record_item_key
 from gemmperf.collect.timing import TimingSettings
-from gemmperf.records import RecordWriter
+from gemmperf.records import RecordsPathError, RecordWriter
 
 
 @dataclass(frozen=True)
@@ -210,6 +210,28 @@ def _bad_lines_message(path: Path, bad: list[int]) -> str:
             "remove the line, gemmperf train rejects the file)")
 
 
+def check_source(out_dir: Path, source: str) -> None:
+    """Refuse to add records of ``source`` to a folder whose records come from the other kind of
+    backend (the fake's simulated times among measurements, or measurements among them): the
+    first record of each ``*.jsonl`` file says (a folder is written by one backend)."""
+    fake = source == "fake"
+    for path in sorted(Path(out_dir).glob("*.jsonl")) if Path(out_dir).is_dir() else ():
+        if not path.is_file():
+            raise RecordsPathError(f"{path} is not a file: move it away from the records folder")
+        with open(path, "rb") as f:
+            start = f.read(64).lstrip()
+        if start and not start.startswith(b"{"):
+            raise RecordsPathError(f"{path} is not a JSONL records file (a gzip or CSV file?): "
+                                   "move it away from the records folder")
+        first = next(stored_rows(path), None)
+        theirs = None if first is None else first.get("source")
+        if theirs is not None and (theirs == "fake") != fake:
+            what = "fake-backend (simulated)" if theirs == "fake" else f"{theirs!r} (measured)"
+            raise RecordsPathError(
+                f"{path} holds {what} records; a {source} sweep would mix simulated and "
+                "measured times in one folder: give another --out")
+
+
 def load_done(out_dir: Path) -> DoneSet:
     """Resume keys of every record in ``out_dir/*.jsonl`` (streamed: memory ~ 100 B/record)."""
     done = DoneSet()
@@ -253,6 +275,7 @@ def run_sweep(
     shard = getattr(plan, "shard", Shard())
     out_file = Path(options.out_dir) / (options.file_name or output_file(Path(), shard).name)
     summary = SweepSummary(out_file=out_file)
+    check_source(options.out_dir, rig.source)
     done = load_done(options.out_dir) if options.resume else DoneSet()
     device_name, conditions = rig.device.name, run_conditions(rig, options)
 

@@ -220,9 +220,14 @@ def _xgemm_problem(
     path: Path,
     override: tuple[int, int, int] | None,
 ) -> tuple[int, int, int]:
+    stated = isinstance(grid, list) and len(grid) >= 2 and all(isinstance(v, int) for v in grid)
     if override is not None:
+        if stated and tuple(grid[:2]) != tuple(override[:2]):
+            raise DataFormatError(
+                f"{path}: problem_size {override[0]}x{override[1]}x{override[2]} contradicts the "
+                f"cache's own problem_size {grid!r} (M, N); drop it, or give the cache's M and N")
         return override
-    if not (isinstance(grid, list) and len(grid) >= 2 and all(isinstance(v, int) for v in grid)):
+    if not stated:
         raise DataFormatError(
             f"{path}: cannot tell M and N: problem_size is {grid!r}; pass problem_size=(M, N, K)"
         )

@@ -118,8 +118,12 @@ def load_model(path: str | os.PathLike[str] | None = None, *,
                 f"{path}: refusing to unpickle (pickle runs code from the file); pass "
                 "trust_pickle=True / --trust-pickle only for a file you made yourself"
             )
-        with open(path, "rb") as f:
-            model = pickle.load(f)  # trusted explicitly by the caller (trust_pickle)
+        try:
+            with open(path, "rb") as f:
+                model = pickle.load(f)  # trusted explicitly by the caller (trust_pickle)
+        except Exception as exc:  # pickle raises whatever the bytes make it raise
+            raise DataFormatError(f"{path}: not a readable pickle ({type(exc).__name__}: "
+                                  f"{exc})") from None
         if not isinstance(model, Predictor):
             raise DataFormatError(f"{path}: the pickle holds a {type(model).__name__}, "
                                   "not a gemmperf Predictor")

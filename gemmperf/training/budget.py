@@ -184,7 +184,8 @@ def compute_optimal(*, gpu: str | GpuSpec | None = None, flops: float | None = N
     _check_budget_options(num_gpus=num_gpus, tokens_per_param=tokens_per_param,
                           inference_tokens=inference_tokens, seq_len=seq_len)
     if kind != "flops" and gpu is None:
-        raise PlanError(f"a {kind} budget needs a GPU to convert it to FLOPs")
+        raise PlanError(f"a {kind.replace('_', ' ')} budget needs a GPU (--gpu) to convert it "
+                        "to FLOPs")
     law_obj = get_law(law)
     spec: GpuSpec | None = gpu if isinstance(gpu, GpuSpec) or gpu is None else get_gpu(gpu)
     notes: list[str] = []

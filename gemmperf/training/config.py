@@ -11,6 +11,7 @@ how the model was trained (sequence length, batch, tokens).
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -122,7 +123,8 @@ def _as_int(name: str, value: Any, *, allow_none: bool = True) -> int | None:
         if allow_none:
             return None
         raise ArchConfigError(f"config lacks {name}")
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not math.isfinite(value) or int(value) != value:
         raise ArchConfigError(f"{name} must be an integer, got {value!r}")
     return int(value)
 
@@ -314,9 +316,15 @@ def load_arch(spec: str | Path | Mapping[str, Any] | TransformerArch, *,
         if not path.is_file():
             raise ArchConfigError(f"no such config file: {path}")
         try:
-            config = json.loads(path.read_text())
+            config = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
             raise ArchConfigError(f"{path} is not valid JSON: {exc}") from None
+        except UnicodeDecodeError:
+            raise ArchConfigError(f"{path} is not UTF-8 text (a config.json is)") from None
+        except OSError as exc:
+            raise ArchConfigError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        if not isinstance(config, Mapping):
+            raise ArchConfigError(f"{path}: a config.json holds one JSON object")
         return arch_from_config(config, name=path.parent.name if path.name == "config.json"
                                 else path.stem, source=str(path), strict=strict)
     return get_preset(text).arch

@@ -103,7 +103,8 @@ def resolve_attention(gpu: GpuSpec, name: str | None, flash_attention: bool = Tr
     """The attention kernel a plan uses: ``name`` checked against the GPU, else the default."""
     if not flash_attention:
         if name not in (None, "auto", "unfused"):
-            raise PlanError(f"attention={name!r} contradicts flash_attention=False")
+            raise PlanError(f"attention={name!r} (--attention) contradicts flash_attention=False "
+                            "(--no-flash-attention)")
         return "unfused"
     if name in (None, "auto"):
         return default_attention(gpu)

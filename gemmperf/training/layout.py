@@ -56,6 +56,9 @@ class Parallelism:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise PlanError(f"{name} must be a positive integer, got {value!r}")
+        if self.virtual_stages > 1 and self.pp == 1:
+            raise PlanError(f"{self.virtual_stages} virtual stages interleave pipeline stages: "
+                            "they need pp > 1")
         if self.pp * self.virtual_stages > arch.num_layers:
             raise PlanError(f"{arch.name} has {arch.num_layers} layers: too few for "
                             f"{self.pp} pipeline stages x {self.virtual_stages} virtual stages")

@@ -180,7 +180,7 @@ class _Planner:
         if dp % ep or dp * mb > self.batch_seqs * 1.5:
             return []
         if fixed.get("virtual_stages"):
-            vs = [fixed["virtual_stages"]]
+            vs = [fixed["virtual_stages"]] if pp > 1 or fixed["virtual_stages"] == 1 else []
         else:
             vs = [v for v in VIRTUAL_STAGE_CHOICES if v == 1 or (pp > 1 and pp * v <= a.num_layers)]
         out = []
@@ -281,6 +281,9 @@ def plan_training(arch: str | Path | TransformerArch | dict[str, Any], *, gpu: s
     if global_batch_tokens is None:
         global_batch_tokens, why = _default_batch_tokens(arch, seq_len, tokens)
         notes.append(f"global batch {global_batch_tokens:,} tokens ({why})")
+    elif global_batch_tokens < seq_len:
+        raise PlanError(f"a global batch of {global_batch_tokens:,} tokens is less than one "
+                        f"{seq_len:,}-token sequence")
     batch_seqs = max(1, round(global_batch_tokens / seq_len))
     planner = _Planner(arch, spec, system, num_gpus=num_gpus, seq_len=seq_len,
                        batch_seqs=batch_seqs, dtype=dtype, use_predictor=use_predictor,
@@ -294,6 +297,9 @@ def plan_training(arch: str | Path | TransformerArch | dict[str, Any], *, gpu: s
         check_parallel(arch, tp or 1, ep or 1)
     if (tp or 1) * (pp or 1) > num_gpus or num_gpus % ((tp or 1) * (pp or 1)):
         raise PlanError(f"tp x pp = {(tp or 1) * (pp or 1)} does not divide {num_gpus} GPUs")
+    if (virtual_stages or 1) > 1 and pp == 1:
+        raise PlanError(f"{virtual_stages} virtual stages interleave pipeline stages: they "
+                        "need pp > 1 (drop --virtual-stages or raise --pp)")
     if tp and pp:
         Parallelism(tp=tp, pp=pp, dp=num_gpus // (tp * pp), ep=ep or 1,
                     micro_batch=micro_batch or 1, virtual_stages=virtual_stages or 1).check(arch)
@@ -331,8 +337,10 @@ def _raise_no_fit(planner: _Planner, fixed: dict[str, Any]) -> None:
     mem = planner.memory(par)
     if mem.fits:
         given = {k: v for k, v in fixed.items() if v is not None and k != "flash_attention"}
-        raise PlanError(f"no layout of {n} GPUs matches the fixed settings {given} and a batch of "
-                        f"{planner.batch_seqs} sequences of {planner.seq_len}")
+        settings = ", ".join(f"{k}={v}" for k, v in given.items())
+        raise PlanError(f"no layout of {n} GPUs matches "
+                        + (f"the fixed settings {settings} and " if settings else "")
+                        + f"a batch of {planner.batch_seqs} sequences of {planner.seq_len}")
     raise DoesNotFitError(
         f"{a.name} does not fit on {n} x {planner.gpu.name}: even {par.describe()} needs "
         f"{mem.total / GIB:.1f} GiB per GPU of {mem.capacity / GIB:.1f} GiB usable; "

@@ -185,7 +185,8 @@ def optimum(flops: float, law: str | ScalingLaw = "epoch", *,
     if not (isinstance(flops, (int, float)) and math.isfinite(flops) and flops > 0):
         raise PlanError(f"compute budget must be a positive number of FLOPs, got {flops!r}")
     if tokens_per_param is not None and inference_tokens is not None:
-        raise PlanError("give tokens_per_param or inference_tokens, not both")
+        raise PlanError("give tokens_per_param (--tokens-per-param) or inference_tokens "
+                        "(--inference-tokens), not both")
     # Checked before any law's closed form: the DeepSeek one takes a square root of it.
     if tokens_per_param is not None and not (math.isfinite(tokens_per_param)
                                              and tokens_per_param > 0):
