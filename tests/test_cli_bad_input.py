@@ -124,6 +124,9 @@ def test_a_records_folder_entry_that_is_a_folder(capsys, tmp_path):
     (["sweep", "--backend", "fake", "--gpu", "h100", "--kernels", "tiled", "--shapes", "256",
       "--out", "never-written", "--dry-run", "--fake-failures", "bogus=0.1"],
      "unknown status 'bogus'"),
+    (["sweep", "--backend", "fake", "--gpu", "h100", "--kernels", "tiled", "--shapes", "256",
+      "--out", "never-written", "--dry-run", "--power-limit", "100000"],
+     "power limit 100000 W is outside this GPU's range 350-700 W"),
 ])
 def test_planning_and_sweep_options_that_would_mislead(capsys, argv, message):
     assert message in one_line_error(capsys, argv)

@@ -57,19 +57,25 @@ class DeviceControl:
         self._previous_limit_w: float | None = None
         self._previous_sigterm: Any = None
 
-    def __enter__(self) -> DeviceControl:
+    def check(self) -> None:
+        """Raise :class:`GemmperfError` if the clock lock or power limit is outside what the
+        GPU accepts; reads the sensor only (a dry run checks what the sweep would apply)."""
         if self.lock_clocks_mhz is not None:
             max_mhz, limit = self._max_clock()
             check_clock_lock(self.lock_clocks_mhz, max_mhz, limit=limit)
+        if self.power_limit_w is not None:
+            low, high = self.sensor.power_limit_range_w()
+            if not low <= self.power_limit_w <= high:
+                raise GemmperfError(
+                    f"power limit {self.power_limit_w:g} W is outside this GPU's range "
+                    f"{low:g}-{high:g} W"
+                )
+
+    def __enter__(self) -> DeviceControl:
+        self.check()
         self._install_sigterm()
         try:
             if self.power_limit_w is not None:
-                low, high = self.sensor.power_limit_range_w()
-                if not low <= self.power_limit_w <= high:
-                    raise GemmperfError(
-                        f"power limit {self.power_limit_w:g} W is outside this GPU's range "
-                        f"{low:g}-{high:g} W"
-                    )
                 self._previous_limit_w = self.sensor.power_management_limit_w()
                 self.sensor.set_power_limit_w(self.power_limit_w)
             if self.lock_clocks_mhz is not None:

@@ -13,6 +13,7 @@ files in place and the next merge finishes it; resume already skips what any fil
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 import socket
@@ -92,6 +93,8 @@ def estimate_job(job: SweepJob) -> PlanEstimate:
             f"{rig.device.name} is not in the GPU spec database, so its roofline time cannot be "
             "estimated; add it to data/gpus.json"
         )
+    if rig.control is not None:
+        rig.control.check()   # a lock or power limit the sweep would refuse fails here too
     return estimate(job.plan(rig), rig, job.options)
 
 
@@ -244,8 +247,9 @@ def run_ray(
     if job.shard.count != 1:
         raise GemmperfError("--ray splits the sweep itself; drop --shard")
     started = time.monotonic()
+    # logging_level: Ray's start-up INFO lines would interleave with the progress bar.
     ray.init(address=address, ignore_reinit_error=True, include_dashboard=False,
-             log_to_driver=False)
+             log_to_driver=False, logging_level=logging.WARNING)
     resources = ray.cluster_resources()
     if job.backend == "real":
         count = int(resources.get("GPU", 0))
