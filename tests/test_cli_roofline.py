@@ -82,3 +82,13 @@ def test_a_plot_under_a_file_says_the_file_is_in_the_way(run, tmp_path):
     code, _, err = run("--gpu", "h100", "--m", "8", "--n", "8", "--k", "8", "--dtype", "bf16",
                        "--plot", str(tmp_path / "afile" / "x.png"))
     assert code == 2 and "afile is a file, not a folder" in err
+
+
+def test_a_tile_that_cannot_launch_is_noted(run):
+    argv = ("--gpu", "h100", "--m", "1", "--n", "1024", "--k", "1024", "--dtype", "bf16",
+            "--json")
+    code, out, _ = run(*argv, "--tile-m", "100000")
+    assert code == 0
+    assert "do not fit the shared memory of one block on sm_90" in json.loads(out)["note"]
+    code, out, _ = run(*argv, "--tile-m", "128")
+    assert code == 0 and json.loads(out)["note"] is None

@@ -46,6 +46,21 @@ def _seconds(value: float) -> str:
     return f"{value / 1e-9:,.4g} ns"
 
 
+def _unlaunchable_tile_note(args: argparse.Namespace, gpu: Any, math_key: str,
+                           tile: tuple[int, ...], a_bytes: int) -> str | None:
+    """A note where a tile the user gave cannot launch with the default footprint (its stage
+    buffers exceed the shared memory per block): the estimate then assumes 1 block per SM."""
+    from gemmperf.roofline_defaults import footprint_blocks_per_sm
+
+    if all(t is None for t in (args.tile_m, args.tile_n, args.tile_k)):
+        return None
+    if footprint_blocks_per_sm(gpu, math_key, *tile, a_bytes).item() > 0:
+        return None
+    return (f"a {tile[0]}x{tile[1]}x{tile[2]} tile's stage buffers do not fit the shared "
+            f"memory of one block on {gpu.sm_arch}: no such kernel launches; the estimate "
+            "assumes 1 block per SM")
+
+
 def run(args: argparse.Namespace) -> int:
     """Compute and print the roofline of the requested GEMM."""
     import pandas as pd
@@ -72,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
     }]), gpu=gpu).iloc[0]
     values = est.as_dict()
     tile = tuple(int(row[f"tile_{d}"]) for d in "mnk")
+    launch_note = _unlaunchable_tile_note(args, gpu, key, tile, problem.element_bytes)
     split, blocks = int(row["split_k"]), int(row["blocks_per_sm"])
     shape = f"{problem.m}x{problem.n}x{problem.k}" + (
         f" x{problem.batch}" if problem.batch > 1 else "")
@@ -92,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
             "tile": {"m": tile[0], "n": tile[1], "k": tile[2]},
             "split_k": split,
             "blocks_per_sm": blocks,
+            "note": launch_note,
             **values,
             "plot": args.plot,
         })
@@ -114,6 +131,8 @@ def run(args: argparse.Namespace) -> int:
         ("waves", f"{values['waves']:,.3g} ({blocks} block(s)/SM x {gpu.sm_count} SMs)"),
         ("tail efficiency", f"{values['tail_efficiency']:.1%}"),
     ]
+    if launch_note:
+        rows.append(("note", launch_note))
     if args.plot:
         rows.append(("chart", args.plot))
     title = (f"{problem.dtype} GEMM {shape} on {gpu.name} "
