@@ -261,9 +261,15 @@ def build_features(frame: pd.DataFrame | Columns,
          for name in _GPU_VALUES}
     f: dict[str, np.ndarray] = {}
     m, nn, k = (numeric_column(cols, c) for c in ("m", "n", "k"))
+    for name, values in (("m", m), ("n", nn), ("k", k)):
+        _check_parsed(cols, name, values)
     _check_whole_shapes(m, nn, k)
     batch = np.nan_to_num(numeric_column(cols, "batch"), nan=1.0)
     elem, code, tensor, out_bytes, combo = dtype_info(cols)
+    untyped = np.flatnonzero(np.isfinite(m) & (combo < 0))
+    if untyped.size:
+        raise InvalidProblemError(f"{untyped.size} GEMM row(s) have no dtype (first: row "
+                                  f"{int(untyped[0])}); give the operand type, e.g. f16")
     p = family_params(cols, XGEMM_PARAMS)
     tile = [numeric_column(cols, c) for c in ("tile_m", "tile_n", "tile_k")]
     for i, name in enumerate(("MWG", "NWG", "KWG")):  # Xgemm tiles fill missing common columns
@@ -354,6 +360,20 @@ def build_features(frame: pd.DataFrame | Columns,
                       log_clock_sd=log_clock_sd,
                       clock_recorded=recorded | (np.isfinite(mem_clock) & (mem_clock > 0)),
                       power_limit_w=np.asarray(g["tdp"], dtype=float))
+
+
+def _check_parsed(cols: Columns, name: str, values: np.ndarray) -> None:
+    """A value given in column ``name`` that is not a number (read as NaN) is a mistake."""
+    missing = np.flatnonzero(np.isnan(values))
+    if name not in cols or not missing.size:
+        return
+    raw = cols.objects(name)[missing]
+    given = np.array([v is not None and not (isinstance(v, float) and v != v)
+                      and v is not pd.NA for v in raw], dtype=bool)
+    if given.any():
+        i = int(missing[np.argmax(given)])
+        raise InvalidProblemError(f"{name} of row {i} is {raw[np.argmax(given)]!r}, not a "
+                                  "number")
 
 
 def _check_whole_shapes(m: np.ndarray, n: np.ndarray, k: np.ndarray) -> None:

@@ -22,11 +22,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from gemmperf.errors import DataFormatError, RecordsPathError
 from gemmperf.jsonl_tail import trim_torn_tail
+from gemmperf.record_checks import check_row, check_values
 
 SCHEMA_VERSION = 1
 
@@ -92,7 +92,8 @@ class Record:
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
-            raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
+            raise DataFormatError(f"status must be one of {', '.join(STATUSES)}, "
+                                  f"got {self.status!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (``params`` stays a mapping)."""
@@ -251,7 +252,11 @@ class RecordWriter:
 
     def write(self, record: Record | Mapping[str, Any]) -> None:
         """Append one record. NaN and infinite values are written as null (unknown)."""
+        if not isinstance(record, (Record, Mapping)):
+            raise DataFormatError(f"a record is a Record or a mapping, got "
+                                  f"{type(record).__name__}")
         row = record.to_dict() if isinstance(record, Record) else dict(record)
+        check_row(row)
         row.setdefault("schema_version", SCHEMA_VERSION)
         row = {k: _json_value(v) for k, v in row.items()}
         if isinstance(row.get("params"), Mapping):
@@ -336,37 +341,6 @@ def _expand(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
             yield path
 
 
-def check_values(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
-    """``frame`` (records read from ``path``) with its numeric columns as numbers; a
-    :class:`DataFormatError` naming the row where a number is not one, a status is not one of
-    :data:`STATUSES`, or an ``ok`` row's runtime, power or energy is not positive."""
-    def fail(rows: pd.Series, what: str) -> None:
-        first = int(np.flatnonzero(rows.to_numpy())[0])
-        raise DataFormatError(f"{path}: record {first + 1}: {what} ({int(rows.sum())} such "
-                              "rows); fix or remove them")
-
-    if len(frame) and "status" not in frame.columns:
-        raise DataFormatError(f"{path}: not gemmperf records (no status column; gemmperf import "
-                              "converts other tools' files)")
-    for name in (c for c in NUMERIC_COLUMNS if c in frame.columns):
-        values = pd.to_numeric(frame[name], errors="coerce")
-        bad = frame[name].notna() & values.isna()
-        if bad.any():
-            fail(bad, f"{name} must be a number, got {frame[name][bad].iloc[0]!r}")
-        frame[name] = values
-    if len(frame):
-        unknown = frame["status"].notna() & ~frame["status"].isin(STATUSES)
-        if unknown.any():
-            fail(unknown, f"status {frame['status'][unknown].iloc[0]!r} is not one of "
-                          f"{', '.join(STATUSES)}")
-        for name in (c for c in MEASURED_COLUMNS if c in frame.columns):
-            bad = (frame["status"] == "ok") & (frame[name] <= 0)
-            if bad.any():
-                fail(bad, f"an ok row has {name} = {float(frame[name][bad].iloc[0]):g}, "
-                          "not positive")
-    return frame
-
-
 def _read_one(path: Path) -> pd.DataFrame:
     return check_values(_read_table(path), path)
 
@@ -401,7 +375,7 @@ def write_frame(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
         raise DataFormatError(
             f"{path}: unknown output format {suffix!r} (use .parquet, .jsonl or .csv)"
         )
-    frame = normalize_frame(frame)
+    frame = check_values(normalize_frame(frame), path)   # nothing read_records would refuse
     check_records_folder(path.parent)
     # A unique temporary name in the target folder (same file system, so the rename is atomic;
     # created by the writer, so it gets the usual permissions); the ".partial" suffix marks what

@@ -63,7 +63,7 @@ from typing import Any
 import numpy as np
 
 from gemmperf.errors import InvalidProblemError
-from gemmperf.hardware.specs import GpuSpec
+from gemmperf.hardware.specs import GpuSpec, get_gpu
 from gemmperf.problem import GemmProblem, KernelConfig
 from gemmperf.roofline_defaults import (
     check_positive,
@@ -264,7 +264,7 @@ def roofline_arrays(
     )
 
 
-def roofline(problem: GemmProblem, gpu: GpuSpec, config: KernelConfig | None = None
+def roofline(problem: GemmProblem, gpu: GpuSpec | str, config: KernelConfig | None = None
              ) -> RooflineEstimate:
     """Roofline estimate of one GEMM (fields are 0-d arrays; ``float(est.estimate_s)`` works).
 
@@ -272,6 +272,8 @@ def roofline(problem: GemmProblem, gpu: GpuSpec, config: KernelConfig | None = N
     registers, shared memory, stages), where any is given, sets the resident blocks per SM through
     the occupancy calculator, else the default footprint does (module doc).
     """
+    if not isinstance(gpu, GpuSpec):
+        gpu = get_gpu(gpu)   # a key, alias or device name
     math_key = problem.peak_key
     names = ("tile_m", "tile_n", "tile_k")
     given = [None if config is None else getattr(config, name) for name in names]

@@ -108,6 +108,14 @@ def roofline_frame(
         raise InvalidProblemError(f"roofline needs the column(s) {', '.join(missing)}")
     if gpu is None and lookup is None:
         from gemmperf.hardware.specs import get_gpu as lookup
+    if gpu is not None and not isinstance(gpu, GpuSpec):
+        from gemmperf.hardware.specs import get_gpu as lookup_one
+
+        gpu = lookup_one(gpu)   # a name or alias, as the gpu column takes
+    if len(df) == 0:
+        empty = pd.DataFrame({name: pd.Series(dtype=float) for name in FRAME_COLUMNS},
+                             index=df.index)
+        return empty.add_prefix(prefix) if prefix else empty
 
     numeric = ("m", "n", "k", "batch", "tile_m", "tile_n", "tile_k", "split_k", "blocks_per_sm",
                *_FOOTPRINT)

@@ -55,7 +55,7 @@ def test_a_bad_shapes_csv(capsys, tmp_path, content, message):
 @pytest.mark.parametrize(("values", "message"), [
     ({"m": "abc"}, "record 1: m must be a number, got 'abc'"),
     ({"status": "weird"}, "record 1: status 'weird' is not one of ok, "),
-    ({"runtime_s": -0.5}, "record 1: an ok row has runtime_s = -0.5, not positive"),
+    ({"runtime_s": -0.5}, "record 1: an ok row has runtime_s = -0.5, not a positive finite"),
 ])
 def test_records_with_impossible_values_are_refused_by_name(capsys, records, tmp_path,
                                                             values, message):

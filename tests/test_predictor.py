@@ -250,6 +250,8 @@ def test_params_given_as_mappings_work_like_json_text(fitted, frame):
 
 def test_part_of_a_gemm_shape_is_an_error_not_a_shapeless_row(fitted, frame):
     # A missing or non-numeric dimension would otherwise read as "no GEMM shape" (1 ms base).
-    for bad in ({"n": np.nan}, {"m": "abc"}):
-        with pytest.raises(InvalidProblemError, match="only part of a GEMM shape"):
+    for bad, message in (({"n": np.nan}, "only part of a GEMM shape"),
+                         ({"m": "abc"}, "m of row 0 is 'abc', not a number"),
+                         ({"dtype": None}, "3 GEMM row\\(s\\) have no dtype")):
+        with pytest.raises(InvalidProblemError, match=message):
             fitted.predict(frame.head(3).assign(**bad))

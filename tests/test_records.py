@@ -232,3 +232,19 @@ def test_writer_refuses_to_trim_or_append_to_a_file_that_is_not_records(tmp_path
     with pytest.raises(RecordsPathError, match="not a JSONL records file"):
         RecordWriter(path)
     assert path.read_text() == "m,n,k,runtime_s\n4096,4096,4096,0.01"
+
+
+def test_nothing_is_written_that_read_records_would_refuse(tmp_path):
+    out = tmp_path / "w.jsonl"
+    for frame, message in ((pd.DataFrame({"source": ["s"], "status": ["great"]}), "great"),
+                           (pd.DataFrame({"source": ["s"], "status": ["ok"],
+                                          "runtime_s": [float("inf")]}), "runtime_s = inf")):
+        with pytest.raises(DataFormatError, match=message):
+            write_frame(frame, out)
+    assert not out.exists()
+    with RecordWriter(out) as writer:
+        with pytest.raises(DataFormatError, match="runtime_s = -1"):
+            writer.write({"source": "s", "status": "ok", "runtime_s": -1})
+        with pytest.raises(DataFormatError, match="a record is a Record or a mapping"):
+            writer.write(["a", "b"])
+    assert out.read_text() == ""

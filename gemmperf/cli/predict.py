@@ -292,10 +292,6 @@ def _family_config(family: str | None, params: dict[str, Any], problem: Any, gpu
     return {}
 
 
-#: A sanity bound far above any memory clock NVML reports (GDDR6X on the RTX 4090: 10,501 MHz).
-MAX_MEM_CLOCK_MHZ = 30_000
-
-
 def _check_launchable(args: argparse.Namespace, gpu: Any) -> None:
     """A launch footprint given with --threads/--regs/--smem must fit the GPU (the parts not
     given: the fewest resources, so only what was given can fail)."""
@@ -312,7 +308,7 @@ def run_predict(args: argparse.Namespace) -> int:
     """Predict one GEMM."""
     import pandas as pd
 
-    from gemmperf.hardware.specs import check_sm_clock, get_gpu
+    from gemmperf.hardware.specs import MAX_MEM_CLOCK_MHZ, check_sm_clock, get_gpu
     from gemmperf.predict.persist import load_model
     from gemmperf.problem import GemmProblem
 

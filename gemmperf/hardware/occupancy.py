@@ -130,9 +130,14 @@ def _cc_key(target: Any) -> str:
 
 
 def cc_limits(target: Any) -> CCLimits:
-    """Limits for a compute capability: a GpuSpec, ``(8, 9)``, ``"8.9"``, ``"sm_89"`` or ``89``."""
+    """Limits for a compute capability: a GpuSpec or GPU name, ``(8, 9)``, ``"8.9"``,
+    ``"sm_89"`` or ``89``."""
     key = _cc_key(target)
     table = _table()
+    if key not in table and isinstance(target, str) and not key[:1].isdigit():
+        from gemmperf.hardware.specs import get_gpu  # a GPU name: its compute capability
+
+        key = _cc_key(get_gpu(target))
     if key not in table:
         known = ", ".join(c.compute_capability for c in compute_capabilities())
         raise UnknownGpuError(f"unknown compute capability {target!r}; known: {known}")

@@ -205,6 +205,8 @@ def get_gpu(name: str | GpuSpec) -> GpuSpec:
 #: highest clocks in ../shared/data are 1.12x the boost (RTX A4000 observed 1,752 MHz, boost
 #: 1,560) and 1.08x (GTX Titan X, 1,164 / 1,075); 1.5x leaves room for parts not in the data.
 MAX_CLOCK_OVER_BOOST = 1.5
+#: A sanity bound far above any memory clock NVML reports (GDDR6X on the RTX 4090: 10,501 MHz).
+MAX_MEM_CLOCK_MHZ = 30_000
 
 
 def check_sm_clock(mhz: float, gpu: GpuSpec, option: str = "sm_clock_mhz") -> float:

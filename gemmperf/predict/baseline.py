@@ -14,10 +14,10 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.ensemble import RandomForestRegressor
-from sklearn.utils.validation import check_is_fitted
 
 from gemmperf.errors import DataFormatError
 from gemmperf.features import TARGET_COLUMNS, TARGETS
+from gemmperf.predict.inputs import require_fitted
 
 RAW_COLUMNS = ("m", "n", "k", "batch", "tile_m", "tile_n", "tile_k", "threads_per_block",
                "sm_clock_mhz", "mem_clock_mhz")
@@ -73,7 +73,7 @@ class GPPerfBaseline(BaseEstimator):
 
     def predict(self, X: pd.DataFrame) -> pd.DataFrame:
         """Raw predictions; the interval columns repeat the point (the baseline has none)."""
-        check_is_fitted(self, "forests_")
+        require_fitted(self)
         raw = self._raw(X)
         out = {}
         for target, rf in self.forests_.items():

@@ -37,11 +37,12 @@ analogues' disagreement in quadrature. ``analogy=False`` turns it off.
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.ensemble import ExtraTreesRegressor, RandomForestRegressor
-from sklearn.utils.validation import check_is_fitted
 
 from gemmperf.errors import DataFormatError, InvalidConfigError
 from gemmperf.features import (
@@ -63,6 +64,7 @@ from gemmperf.predict.calibration import interval_scales
 from gemmperf.predict.clock_transfer import as_measured, clocked_families
 from gemmperf.predict.compact import CompactForest
 from gemmperf.predict.ensembles import center_spread, normal_quantile, tree_predictions
+from gemmperf.predict.inputs import check_clocks, require_fitted, target_names
 from gemmperf.predict.levels import family_gpus, with_level_term
 from gemmperf.predict.physical_limits import apply_physical_limits
 from gemmperf.predict.training_data import (
@@ -196,6 +198,19 @@ class Predictor(BaseEstimator):
         return self
 
     def _check_params(self) -> None:
+        if isinstance(self.targets, str):
+            raise InvalidConfigError(f"targets is a tuple of names: give ({self.targets!r},)")
+        for name, low in (("n_estimators", 1), ("min_samples_leaf", 1), ("expert_estimators", 0),
+                          ("expert_leaf_nodes", 2), ("expert_min_rows", MIN_ROWS),
+                          ("max_leaf_nodes", 2)):
+            value = getattr(self, name)
+            if name == "max_leaf_nodes" and value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+                raise InvalidConfigError(f"{name} must be an integer >= {low}, got {value!r}")
+        if not (isinstance(self.max_features, numbers.Real) and 0 < self.max_features <= 1):
+            raise InvalidConfigError(f"max_features is the share of features each split "
+                                     f"considers, in (0, 1]; got {self.max_features!r}")
         if self.learner not in LEARNERS:
             raise InvalidConfigError(f"learner must be one of {', '.join(LEARNERS)}, "
                                      f"got {self.learner!r}")
@@ -208,10 +223,6 @@ class Predictor(BaseEstimator):
         if not 0 < self.calibration_fraction < 1:
             raise InvalidConfigError("calibration_fraction must be in (0, 1), "
                                      f"got {self.calibration_fraction}")
-        if self.expert_estimators < 0 or self.expert_min_rows < MIN_ROWS:
-            raise InvalidConfigError(
-                f"expert_estimators must be >= 0 (0: no per-GPU experts) and expert_min_rows "
-                f">= {MIN_ROWS}, got {self.expert_estimators} and {self.expert_min_rows}")
 
     def _learner(self, expert: bool = False) -> ExtraTreesRegressor | RandomForestRegressor:
         cls = ExtraTreesRegressor if self.learner == "extra_trees" else RandomForestRegressor
@@ -278,18 +289,19 @@ class Predictor(BaseEstimator):
         ``targets`` restricts the ensembles that run (default: all the model has), e.g.
         ``("runtime", "power")`` where energy is taken as their product anyway.
         """
-        check_is_fitted(self, "forests_")
-        unknown = [t for t in targets or () if t not in TARGETS]
-        if unknown:
-            raise InvalidConfigError(f"unknown target(s) {', '.join(map(str, unknown))}; "
-                                     f"targets are {', '.join(TARGETS)}")
+        require_fitted(self)
+        targets = target_names(targets)
         X = params_as_text(X)
         features = build_features(X)
+        check_clocks(X, features.gpu)
         # Rows with a clock their family was never measured at: the trees see them as measured
         # and the bases carry the clock (gemmperf.predict.clock_transfer).
         clock = as_measured(X, features, getattr(self, "clocked_families_", None))
         matrix = self._matrix(clock.tree_features if clock else features)
         chosen = [t for t in self.forests_ if targets is None or t in targets]
+        if targets is not None and not chosen:
+            raise InvalidConfigError(f"the model has no {', '.join(targets)} ensemble "
+                                     f"(has: {', '.join(self.forests_)})")
         shared, experts = tree_predictions(self, matrix, features, chosen)
         out: dict[str, np.ndarray] = {}
         clock_bases = None       # the clock transfer's bases, once the runtime center is known
@@ -345,7 +357,7 @@ class Predictor(BaseEstimator):
         with: empty where the model trained on that GPU or the family has fewer than two
         measured GPUs (:mod:`gemmperf.predict.analogy`), or, given the row's ``math_key``
         (:func:`gemmperf.problem.peak_key`), fewer than two with that math path."""
-        check_is_fitted(self, "forests_")
+        require_fitted(self)
         if target not in self.forests_ or gpu in self.gpus_[target]:
             return []
         every = getattr(self, "analogues_", {}).get(target, {}).get(family, [])
@@ -354,7 +366,7 @@ class Predictor(BaseEstimator):
     def predict_log_trees(self, X: pd.DataFrame, target: str = "runtime") -> np.ndarray:
         """Per-tree predictions of log(target) (n_trees x n_rows) of the shared ensemble alone
         (no expert, analogy or unseen-kernel averaging), for diagnostics."""
-        check_is_fitted(self, "forests_")
+        require_fitted(self)
         if target not in self.forests_:
             raise InvalidConfigError(f"the model has no {target} ensemble "
                                      f"(has: {', '.join(self.forests_)})")

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from gemmperf._paths import models_dir
-from gemmperf.errors import DataFormatError
+from gemmperf.errors import DataFormatError, InvalidConfigError
 from gemmperf.features import CATEGORICAL_FEATURES, FEATURE_VERSION, NUMERIC_FEATURES
 from gemmperf.predict.compact import CompactForest
 from gemmperf.predict.forest import Predictor
@@ -163,7 +163,7 @@ def _metadata(model: Predictor, arrays: Mapping[str, np.ndarray],
 
     from gemmperf import __version__
 
-    return {
+    state = {
         "format": BUNDLE_FORMAT,
         "format_version": BUNDLE_VERSION,
         "feature_version": FEATURE_VERSION,
@@ -193,8 +193,12 @@ def _metadata(model: Predictor, arrays: Mapping[str, np.ndarray],
                      "numpy": np.__version__},
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "sha256": _checksum(arrays),
-        **{k: v for k, v in extra.items() if k not in ("format", "format_version", "sha256")},
     }
+    clash = sorted(set(extra) & set(state))
+    if clash:   # the model's own state must come from the model, not from a caller's note
+        raise InvalidConfigError(f"metadata key(s) {', '.join(clash)} are the bundle's own; "
+                                 "name your metadata otherwise")
+    return {**state, **extra}
 
 
 def _experts(model: Predictor) -> dict[str, dict[str, CompactForest]]:
@@ -291,5 +295,10 @@ def _rebuild(path: Path, arrays: Mapping[str, np.ndarray], meta: Mapping[str, An
         model.training_data_ = list(meta.get("training_data", []))
     except (KeyError, TypeError, ValueError) as exc:
         raise DataFormatError(f"{path}: incomplete bundle metadata ({exc})") from None
+    scales = [*model.interval_scale_.values(), *model.expert_interval_scale_.values(),
+              *model.gpu_level_sd_.values()]
+    if not all(np.isfinite(v) and v >= 0 for v in scales):
+        raise DataFormatError(f"{path}: an interval scale in the metadata is not a finite "
+                              "number >= 0 (edited file?): retrain")
     model.metadata_ = dict(meta)
     return model

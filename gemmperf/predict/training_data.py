@@ -181,18 +181,33 @@ def new_draw_factor(n: float, dof: float, interval: float) -> float:
 
 
 def target_values(X: pd.DataFrame, y: Any, targets: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """Each target's values per row (NaN where absent), from ``y`` when given, else from ``X``."""
+    """Each target's values per row (NaN where absent), from ``y`` when given, else from ``X``.
+
+    Only rows whose ``status`` (where X has one) is ``ok`` teach anything: a failed, invalid or
+    suspect row's time is not a measurement of the config. A measured value that no GPU can
+    produce (not a number, infinite, or <= 0) is a :class:`DataFormatError`, not a row to drop.
+    """
     source = X if y is None else (y if isinstance(y, pd.DataFrame) else pd.DataFrame(y))
     if y is not None and len(source) != len(X):
         raise DataFormatError(f"y has {len(source)} rows, X has {len(X)}")
+    learnable = np.ones(len(X), dtype=bool)
+    if "status" in X.columns:
+        learnable = (X["status"].fillna("ok") == "ok").to_numpy()
     out = {}
     for target in targets:
         column = TARGET_COLUMNS[target]
-        if column in source.columns:
-            out[target] = pd.to_numeric(source[column], errors="coerce").to_numpy(
-                dtype=np.float64, na_value=np.nan)
-        else:
+        if column not in source.columns:
             out[target] = np.full(len(X), np.nan)
+            continue
+        raw = source[column]
+        values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        bad = learnable & raw.notna().to_numpy() & ~(np.isfinite(values) & (values > 0))
+        if bad.any():
+            first = int(np.flatnonzero(bad)[0])
+            raise DataFormatError(f"{column} of row {first} is {raw.iloc[first]} "
+                                  f"({int(bad.sum())} such rows): a measurement is a positive "
+                                  "finite number")
+        out[target] = np.where(learnable, values, np.nan)
     return out
 
 

@@ -156,6 +156,9 @@ def _validate(a: TransformerArch) -> None:
                               f"use one of {', '.join(sorted(_ACTS))}")
     if a.position_embedding not in _POSITIONS:
         raise ArchConfigError(f"{a.name}: position_embedding must be one of {_POSITIONS}")
+    if a.max_position_embeddings is not None and a.max_position_embeddings < 1:
+        raise ArchConfigError(f"{a.name}: max_position_embeddings must be positive, got "
+                              f"{a.max_position_embeddings}")
     if a.position_embedding == "learned" and not a.max_position_embeddings:
         raise ArchConfigError(f"{a.name}: learned position embeddings need "
                               "max_position_embeddings")

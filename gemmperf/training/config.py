@@ -118,6 +118,11 @@ def _take(cfg: dict[str, Any], canonical: str) -> Any:
     return found[0][1] if found else None
 
 
+#: Config fields that are booleans.
+_FLAGS = ("multi_query", "no_bias", "attention_bias", "mlp_bias", "learned_pos_emb",
+          "tie_word_embeddings")
+
+
 def _as_int(name: str, value: Any, *, allow_none: bool = True) -> int | None:
     if value is None:
         if allow_none:
@@ -150,6 +155,9 @@ def arch_from_config(config: Mapping[str, Any], *, name: str | None = None, sour
         raise ArchConfigError(
             f"{label}: unknown config field(s) {', '.join(unknown)}; gemmperf cannot tell whether "
             "they change layer shapes (pass strict=False / --lenient to ignore them)")
+    for flag in _FLAGS:   # bool("false") is True: a flag is a JSON true/false (or 0/1)
+        if v[flag] is not None and not (isinstance(v[flag], bool) or v[flag] in (0, 1)):
+            raise ArchConfigError(f"{label}: {flag} must be true or false, got {v[flag]!r}")
     model_type = v["model_type"]
     if model_type is not None and model_type not in _FAMILY and strict:
         raise ArchConfigError(

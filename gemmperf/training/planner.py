@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import numbers
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -198,8 +199,24 @@ def _resolve_gpu(gpu: str | GpuSpec) -> GpuSpec:
 
 
 def _positive_number(value: Any) -> bool:
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+    return (isinstance(value, numbers.Real) and not isinstance(value, bool)
             and math.isfinite(value) and value > 0)
+
+
+def _integer(value: Any) -> Any:
+    """A numpy or other integral value as a Python int (bools and the rest unchanged, for the
+    checks to refuse)."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    return value
+
+
+def _check_flags(**values: Any) -> None:
+    """Each value is a bool (or None where the planner may choose): ``recompute="no"`` would
+    otherwise read as True."""
+    for name, value in values.items():
+        if value is not None and not isinstance(value, bool):
+            raise PlanError(f"{name} must be True or False, got {value!r}")
 
 
 def _check_optional_count(**values: int | None) -> None:
@@ -240,6 +257,12 @@ def plan_training(arch: str | Path | TransformerArch | dict[str, Any], *, gpu: s
     ``check_memory=False`` skips that check (to time a layout known to run, e.g. one whose
     framework saves memory the estimate does not see) and says so in the plan's notes.
     """
+    num_gpus, tp, pp, ep, micro_batch, virtual_stages, seq_len, global_batch_tokens, \
+        zero_stage = map(_integer, (num_gpus, tp, pp, ep, micro_batch, virtual_stages, seq_len,
+                                    global_batch_tokens, zero_stage))
+    _check_flags(recompute=recompute, flash_attention=flash_attention, dropout=dropout,
+                 use_predictor=use_predictor, overlap_grad_reduce=overlap_grad_reduce,
+                 check_memory=check_memory)
     arch = load_arch(arch)
     spec = _resolve_gpu(gpu)
     dtype = canonical_dtype(dtype)
@@ -247,7 +270,8 @@ def plan_training(arch: str | Path | TransformerArch | dict[str, Any], *, gpu: s
         raise PlanError(f"training dtype must be bf16, fp16 or fp8, got {dtype}")
     if not isinstance(num_gpus, int) or isinstance(num_gpus, bool) or num_gpus < 1:
         raise PlanError(f"num_gpus must be a positive integer, got {num_gpus!r}")
-    if not (isinstance(tokens, (int, float)) and math.isfinite(tokens) and tokens > 0):
+    if isinstance(tokens, bool) or not (isinstance(tokens, numbers.Real)
+                                        and math.isfinite(tokens) and tokens > 0):
         raise PlanError(f"tokens must be a positive number, got {tokens!r}")
     _check_optional_count(tp=tp, pp=pp, ep=ep, micro_batch=micro_batch,
                           virtual_stages=virtual_stages, seq_len=seq_len,
@@ -261,7 +285,8 @@ def plan_training(arch: str | Path | TransformerArch | dict[str, Any], *, gpu: s
         raise PlanError(f"{spec.name} has no {dtype} tensor-core path") from None
     system = system or SystemSpec.for_gpu(spec)
     if pue is not None:
-        if not (isinstance(pue, (int, float)) and math.isfinite(pue) and pue >= 1.0):
+        if isinstance(pue, bool) or not (isinstance(pue, numbers.Real) and math.isfinite(pue)
+                                         and pue >= 1.0):
             raise PlanError(f"PUE is at least 1.0, got {pue}")
         system = SystemSpec(**{**asdict(system), "pue": float(pue)})
     notes: list[str] = []

@@ -1,0 +1,40 @@
+"""Python API inputs from a probe of the public functions: GPU names where specs are taken, an
+empty frame, bundle metadata that would overwrite the model's state."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from predict_helpers import SMALL, xgemm_frame
+
+import gemmperf as gp
+from gemmperf.errors import InvalidConfigError
+from gemmperf.predict.forest import Predictor
+from gemmperf.predict.persist import load_model, save_model
+
+ROW = pd.DataFrame({"m": [4096], "n": [4096], "k": [4096], "dtype": ["f16"], "gpu": ["a100"]})
+
+
+def test_a_gpu_name_is_accepted_wherever_a_spec_is():
+    spec = gp.get_gpu("h100")
+    problem = gp.GemmProblem(4096, 4096, 4096, dtype="bf16")
+    assert float(gp.roofline(problem, "h100").estimate_s) == float(
+        gp.roofline(problem, spec).estimate_s)
+    assert gp.roofline_frame(ROW, gpu="h100")["estimate_s"].iloc[0] == \
+        gp.roofline_frame(ROW.assign(gpu="h100-sxm"))["estimate_s"].iloc[0]
+    assert gp.occupancy("h100", 256, 64, 0).blocks_per_sm == \
+        gp.occupancy(spec, 256, 64, 0).blocks_per_sm
+
+
+def test_an_empty_frame_has_an_empty_roofline():
+    out = gp.roofline_frame(ROW.iloc[:0], prefix="r_")
+    assert len(out) == 0 and "r_estimate_s" in out.columns
+
+
+def test_bundle_metadata_cannot_replace_the_models_state(tmp_path):
+    model = Predictor(targets=("runtime",), **SMALL).fit(xgemm_frame(120))
+    with pytest.raises(InvalidConfigError, match="interval_scale, targets are the bundle's own"):
+        save_model(model, tmp_path / "m.npz", metadata={"interval_scale": {}, "targets": []})
+    assert not (tmp_path / "m.npz").exists()
+    path = save_model(model, tmp_path / "m.npz", metadata={"note": "mine"})
+    assert load_model(path).metadata_["note"] == "mine"
