@@ -8,12 +8,13 @@ Both are frozen and hashable so they can key caches, resume sets and shard assig
 from __future__ import annotations
 
 import json
+import math
 import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gemmperf.errors import InvalidProblemError
+from gemmperf.errors import InvalidConfigError, InvalidProblemError
 
 # Canonical data types. "tf32" means f32 operands multiplied on tensor cores in TF32 (CUTLASS and
 # XLA name it this way); "f32" means f32 on the SIMT (CUDA-core) pipeline.
@@ -161,6 +162,18 @@ class KernelConfig:
         "tile_m", "tile_n", "tile_k", "threads_per_block", "stages", "split_k",
         "regs_per_thread", "smem_bytes_per_block",
     )
+
+    def __post_init__(self) -> None:
+        for name in self.COMMON:   # whole numbers: 128.0 from a frame is 128, 64.5 is an error
+            value = getattr(self, name)
+            if value is None:
+                continue
+            low = 0 if name == "smem_bytes_per_block" else 1
+            whole = isinstance(value, numbers.Integral) or (
+                isinstance(value, numbers.Real) and math.isfinite(value) and value == int(value))
+            if isinstance(value, bool) or not whole or value < low:
+                raise InvalidConfigError(f"{name} must be an integer >= {low}, got {value!r}")
+            object.__setattr__(self, name, int(value))
 
     @classmethod
     def make(cls, family: str, **values: Any) -> KernelConfig:

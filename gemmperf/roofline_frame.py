@@ -34,10 +34,33 @@ _FOOTPRINT = ("threads_per_block", "regs_per_thread", "smem_bytes_per_block", "s
 
 
 def _numbers(df: Any, name: str) -> np.ndarray:
-    """Column ``name`` as float64 (NaN where missing or absent)."""
+    """Column ``name`` as float64 (NaN where missing or absent); text that is not a number is
+    an :class:`InvalidProblemError` naming the column."""
     if name not in df.columns:
         return np.full(len(df), np.nan)
-    return np.asarray(df[name].to_numpy(dtype=np.float64, na_value=np.nan))
+    try:
+        return np.asarray(df[name].to_numpy(dtype=np.float64, na_value=np.nan))
+    except (TypeError, ValueError):
+        raise InvalidProblemError(f"column {name} holds values that are not numbers, e.g. "
+                                  f"{_first_text(df[name])!r}") from None
+
+
+def _first_text(column: Any) -> Any:
+    import pandas as pd
+
+    parsed = pd.to_numeric(column, errors="coerce")
+    return column[parsed.isna() & column.notna()].iloc[0]
+
+
+def _check_dims(cols: dict[str, np.ndarray]) -> None:
+    """m, n, k and batch of every row are whole numbers >= 1 (as GemmProblem requires)."""
+    for name in ("m", "n", "k", "batch"):
+        values = cols[name]
+        bad = ~(np.isfinite(values) & (values >= 1) & (values == np.round(values)))
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise InvalidProblemError(f"{name} must be a positive integer, got {values[row]:g} "
+                                      f"(row {row})")
 
 
 def _groups(df: Any, names: tuple[str, ...]) -> list[tuple[tuple[Any, ...], np.ndarray]]:
@@ -121,6 +144,7 @@ def roofline_frame(
                *_FOOTPRINT)
     cols = {name: _numbers(df, name) for name in numeric}
     cols["batch"] = np.nan_to_num(cols["batch"], nan=1.0)
+    _check_dims(cols)
     m, n, k, batch = cols["m"], cols["n"], cols["k"], cols["batch"]
     auto_split = np.isnan(cols["tile_m"]) & np.isnan(cols["tile_n"])
 

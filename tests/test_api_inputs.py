@@ -38,3 +38,23 @@ def test_bundle_metadata_cannot_replace_the_models_state(tmp_path):
     assert not (tmp_path / "m.npz").exists()
     path = save_model(model, tmp_path / "m.npz", metadata={"note": "mine"})
     assert load_model(path).metadata_["note"] == "mine"
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), True, 64.5, 0, -32])
+def test_a_kernel_config_holds_whole_positive_numbers(value):
+    with pytest.raises(InvalidConfigError, match="tile_m must be an integer >= 1"):
+        gp.KernelConfig.make("x", tile_m=value)
+    assert gp.KernelConfig.make("x", tile_m=128.0, smem_bytes_per_block=0).tile_m == 128
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"m": float("nan")}, "m must be a positive integer, got nan"),
+    ({"m": 4096.5}, "m must be a positive integer, got 4096.5"),
+    ({"batch": 2.5}, "batch must be a positive integer, got 2.5"),
+    ({"k": "abc"}, "column k holds values that are not numbers, e.g. 'abc'"),
+])
+def test_roofline_frame_names_the_column_that_is_wrong(changes, message):
+    from gemmperf.errors import InvalidProblemError
+
+    with pytest.raises(InvalidProblemError, match=message):
+        gp.roofline_frame(ROW.assign(**changes))

@@ -63,7 +63,7 @@ def test_plot(run, tmp_path):
         (("--gpu", "a100-sxm4-80gb", "--m", "8", "--n", "8", "--k", "8", "--dtype", "fp8"),
          "no fp8 math path"),
         (("--gpu", "h100", "--m", "8", "--n", "8", "--k", "8", "--dtype", "bf16", "--tile-k",
-          "-32"), "tile_k must be positive"),
+          "-32"), "tile_k must be an integer >= 1, got -32"),
         (("--gpu", "h100", "--m", "8", "--n", "8", "--k", "8", "--dtype", "bf16", "--plot",
           "/nonexistent/dir/x.png"), "/nonexistent/dir does not exist"),
         (("--gpu", "h100", "--m", "8", "--n", "8", "--k", "8", "--dtype", "bf16", "--plot",
