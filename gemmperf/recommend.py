@@ -19,13 +19,14 @@ ignored: ranking is by prediction only.
 
 from __future__ import annotations
 
+import numbers
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from gemmperf.errors import InvalidConfigError
+from gemmperf.errors import InvalidConfigError, InvalidProblemError
 from gemmperf.hardware.specs import GpuSpec, get_gpu
 from gemmperf.problem import GemmProblem
 from gemmperf.spaces import Space, file_space, get_space
@@ -111,11 +112,17 @@ def recommend(problem: GemmProblem, gpu: str | GpuSpec, *, family: str | None = 
     the roofline. ``top=None`` returns every valid config. ``result.attrs`` holds the space
     summary, the model's name and the default config.
     """
+    if not isinstance(problem, GemmProblem):
+        raise InvalidProblemError(f"problem is a GemmProblem, got {type(problem).__name__}")
+    if top is not None and (isinstance(top, bool) or not isinstance(top, numbers.Integral)
+                            or top < 1):
+        raise InvalidConfigError(f"top must be an integer >= 1 (or None for all), got {top!r}")
+    if model is not None and not callable(getattr(model, "predict", None)):
+        raise InvalidConfigError(f"model needs a predict(frame) method; "
+                                 f"{type(model).__name__} has none")
     spec = get_gpu(gpu)
     chosen = resolve_space(problem, spec, family=family, space=space)
     model = model_for_family(load_default_model() if model is None else model, chosen.family)
-    if top is not None and top < 1:
-        raise InvalidConfigError(f"top must be at least 1, got {top}")
     table = rank_space(chosen, problem, spec, model, objective=objective)
     default_row = table[table["is_default"]]
     result = table if top is None else table.head(top)

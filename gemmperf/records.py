@@ -94,6 +94,8 @@ class Record:
         if self.status not in STATUSES:
             raise DataFormatError(f"status must be one of {', '.join(STATUSES)}, "
                                   f"got {self.status!r}")
+        if not isinstance(self.params, Mapping):
+            raise DataFormatError(f"params is a mapping of tunables, got {self.params!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (``params`` stays a mapping)."""
@@ -235,6 +237,8 @@ class RecordWriter:
     """
 
     def __init__(self, path: str | os.PathLike[str], *, fsync: bool = False) -> None:
+        if not isinstance(path, (str, os.PathLike)):
+            raise RecordsPathError(f"a records path is a str or Path, got {path!r}")
         self.path = Path(path)
         check_records_folder(self.path.parent)
         try:
@@ -321,6 +325,9 @@ def read_records(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
+    paths = list(paths) if isinstance(paths, Iterable) else [paths]
+    if any(not isinstance(p, (str, os.PathLike)) for p in paths):
+        raise DataFormatError(f"read_records takes paths (str or Path), got {paths!r}")
     frames = []
     for path in _expand(paths):
         frames.append(_read_one(path))

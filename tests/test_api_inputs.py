@@ -58,3 +58,37 @@ def test_roofline_frame_names_the_column_that_is_wrong(changes, message):
 
     with pytest.raises(InvalidProblemError, match=message):
         gp.roofline_frame(ROW.assign(**changes))
+
+
+def test_recommend_arguments_are_checked():
+    problem = gp.GemmProblem(4096, 4096, 4096, dtype="f32", layout="nt")
+    for top in (2.5, True, "5", 0):
+        with pytest.raises(InvalidConfigError, match="top must be an integer >= 1"):
+            gp.recommend(problem, "rtx-3090", family="clblast_xgemm", top=top)
+    with pytest.raises(InvalidConfigError, match="needs a predict"):
+        gp.recommend(problem, "rtx-3090", family="clblast_xgemm", model=object())
+    from gemmperf.errors import InvalidProblemError
+
+    with pytest.raises(InvalidProblemError, match="problem is a GemmProblem"):
+        gp.recommend((4096, 4096, 4096), "rtx-3090", family="clblast_xgemm")
+
+
+def test_an_unknown_family_is_predicted_with_a_warning():
+    model = Predictor(targets=("runtime",), **SMALL).fit(xgemm_frame(120))
+    row = xgemm_frame(1).assign(family="clblast_xgem")
+    with pytest.warns(UserWarning, match="'clblast_xgem' not in the model's training data"):
+        model.predict(row)
+
+
+def test_paths_and_records_of_the_wrong_type():
+    from gemmperf.errors import DataFormatError, RecordsPathError
+    from gemmperf.records import Record, RecordWriter
+
+    with pytest.raises(DataFormatError, match="read_records takes paths"):
+        gp.read_records(None)
+    with pytest.raises(DataFormatError, match="a model path is a str or Path"):
+        load_model(5)
+    with pytest.raises(RecordsPathError, match="a records path is a str or Path"):
+        RecordWriter(None)
+    with pytest.raises(DataFormatError, match="params is a mapping"):
+        Record(source="s", params=[1, 2])

@@ -73,7 +73,7 @@ def test_roofline_fallback_ranks_a_backend_family():
 
 def test_a_family_the_model_never_measured_is_ranked_by_the_roofline():
     # Trees that never saw a family give its configs one time: the roofline ranks instead.
-    trained = SimpleNamespace(families_={"runtime": ["clblast_xgemm"]}, predict=None)
+    trained = SimpleNamespace(families_={"runtime": ["clblast_xgemm"]}, predict=lambda frame: None)
     result = recommend(GemmProblem(2048, 2048, 2048), "a100-sxm4-80gb", family="blocked",
                        model=trained, top=3)
     assert result.attrs["model"] == "roofline (the model has no blocked measurements)"
@@ -85,7 +85,7 @@ def test_a_family_the_model_never_measured_is_ranked_by_the_roofline():
 def test_bad_requests_are_one_line_errors(space):
     with pytest.raises(InvalidConfigError, match="objective must be one of"):
         recommend(PROBLEM, "rtx-3090", space=space, model=AnalyticModel(), objective="speed")
-    with pytest.raises(InvalidConfigError, match="top must be at least 1"):
+    with pytest.raises(InvalidConfigError, match="top must be an integer >= 1"):
         recommend(PROBLEM, "rtx-3090", space=space, model=AnalyticModel(), top=0)
     with pytest.raises(InvalidConfigError, match="give a kernel family"):
         recommend(PROBLEM, "rtx-3090", model=AnalyticModel())

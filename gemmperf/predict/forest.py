@@ -64,7 +64,12 @@ from gemmperf.predict.calibration import interval_scales
 from gemmperf.predict.clock_transfer import as_measured, clocked_families
 from gemmperf.predict.compact import CompactForest
 from gemmperf.predict.ensembles import center_spread, normal_quantile, tree_predictions
-from gemmperf.predict.inputs import check_clocks, require_fitted, target_names
+from gemmperf.predict.inputs import (
+    check_clocks,
+    require_fitted,
+    target_names,
+    warn_unknown_families,
+)
 from gemmperf.predict.levels import family_gpus, with_level_term
 from gemmperf.predict.physical_limits import apply_physical_limits
 from gemmperf.predict.training_data import (
@@ -294,6 +299,7 @@ class Predictor(BaseEstimator):
         X = params_as_text(X)
         features = build_features(X)
         check_clocks(X, features.gpu)
+        warn_unknown_families(X, getattr(self, "families_", {}))
         # Rows with a clock their family was never measured at: the trees see them as measured
         # and the bases carry the clock (gemmperf.predict.clock_transfer).
         clock = as_measured(X, features, getattr(self, "clocked_families_", None))

@@ -4,6 +4,7 @@ otherwise be extrapolated into a time no GPU reaches)."""
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -12,7 +13,7 @@ from sklearn.exceptions import NotFittedError as SklearnNotFittedError
 from sklearn.utils.validation import check_is_fitted
 
 from gemmperf.errors import GemmperfError, InvalidConfigError
-from gemmperf.feature_inputs import numeric_column
+from gemmperf.feature_inputs import numeric_column, text_column
 from gemmperf.features import TARGETS
 from gemmperf.hardware.specs import MAX_CLOCK_OVER_BOOST, MAX_MEM_CLOCK_MHZ, get_gpu
 
@@ -62,3 +63,16 @@ def check_clocks(X: pd.DataFrame, gpus: np.ndarray) -> None:
             high = limit if np.isscalar(limit) else limit[np.argmax(bad)]
             raise InvalidConfigError(f"{column} of row {row} is {values[row]:g}: not a clock of "
                                      f"{gpus[row]} (MHz, above 0, up to {high:g})")
+
+
+def warn_unknown_families(X: pd.DataFrame, families: dict[str, list[str]]) -> None:
+    """Warn once per call about kernel families the model never saw (a typo such as
+    "cublass" would otherwise be predicted as an unknown kernel without a word)."""
+    known = {f for names in families.values() for f in names}
+    given = {f for f in pd.unique(text_column(X, "family")) if f}
+    unknown = sorted(given - known)
+    if unknown and known:
+        warnings.warn(f"kernel famil{'y' if len(unknown) == 1 else 'ies'} "
+                      f"{', '.join(map(repr, unknown))} not in the model's training data "
+                      f"(it knows {', '.join(sorted(known))}): predicted as an unseen kernel",
+                      stacklevel=3)

@@ -107,6 +107,8 @@ def load_model(path: str | os.PathLike[str] | None = None, *,
 
     ``.pkl`` files are unpickled only with ``trust_pickle=True`` (pickle executes code).
     """
+    if path is not None and not isinstance(path, (str, os.PathLike)):
+        raise DataFormatError(f"a model path is a str or Path, got {path!r}")
     path = default_model_path() if path is None else Path(path)
     if not path.is_file():
         hint = " (the default bundle: run benchmarks or `gemmperf train` to create it)" \
