@@ -270,14 +270,17 @@ def test_predictor_coverage_follows_its_training_data():
             {"source": "vidur", "gpu": "a100-sxm4-80gb", "rows": 10, "runtime": 10, "power": 0},
             {"source": "kt_fp32_power", "gpu": "a100-pcie-40gb", "rows": 5, "runtime": 5,
              "power": 5},
+            {"source": "xla_matmul", "gpu": "h100-sxm", "rows": 5, "runtime": 5, "power": 5},
         )
 
     costmodel._COVERAGE.clear()
     try:
         assert costmodel.predictor_coverage(Bundle(), get_gpu("a100-40gb")) == ("cublas", False)
+        # an FMA micro-benchmark's power is not a GEMM's: no power coverage from it
         assert costmodel.predictor_coverage(Bundle(), get_gpu("a100-pcie-40gb")) == \
-            ("cublas", True)
-        assert costmodel.predictor_coverage(Bundle(), get_gpu("h100")) == (None, False)
+            ("cublas", False)
+        assert costmodel.predictor_coverage(Bundle(), get_gpu("h100")) == ("xla_library", True)
+        assert costmodel.predictor_coverage(Bundle(), get_gpu("b200")) == (None, False)
     finally:
         costmodel._COVERAGE.clear()
 
@@ -314,3 +317,16 @@ def test_unfused_causal_attention_is_timed_as_the_full_square_cublas_runs():
     timing = costmodel.time_gemms(gpu, core, use_predictor=False)
     full = sum(t * g.count for t, g in zip(timing.runtime_s, core, strict=True))
     assert sum(cost.kind_s[k] for k in ATTENTION_CORE) == pytest.approx(full)
+
+
+def test_the_search_scores_every_pipeline_depth_that_fits():
+    # Stopping at the shallowest pipeline that fits had picked TP8 PP1 (4.55 s per step) over
+    # TP4 PP8 mb2 (3.95 s), a layout the planner itself accepts when given.
+    searched = plan_training("llama-2-70b", tokens=2e12, gpu="h100-sxm", num_gpus=1024)
+    given = plan_training("llama-2-70b", tokens=2e12, gpu="h100-sxm", num_gpus=1024, tp=4,
+                          pp=8, micro_batch=2)
+    assert searched.step_time_s <= given.step_time_s * (1 + 1e-9)
+    for tp, pp in ((8, 1), (8, 2), (4, 4)):
+        fixed = plan_training("llama-2-70b", tokens=2e12, gpu="h100-sxm", num_gpus=1024,
+                              tp=tp, pp=pp)
+        assert searched.step_time_s <= fixed.step_time_s * (1 + 1e-9)

@@ -166,7 +166,9 @@ def predictor_coverage(model: Any, gpu: GpuSpec) -> tuple[str | None, bool]:
     """(library family to predict with, or None; whether power is covered) for ``gpu``.
 
     Runtime is trusted where the bundle trained on library-GEMM runtimes of a GPU with the same
-    chip (or key); power only where it trained on power measured on this very GPU.
+    chip (or key); power only where it trained on library-GEMM power measured on this very GPU
+    (an FMA micro-benchmark's power, say, is not a GEMM's: it had put the A100 PCIe 40GB's
+    training runs at 0.64 x TDP against 0.95 on every other A100).
     """
     if gpu.key in _COVERAGE:
         return _COVERAGE[gpu.key]
@@ -183,7 +185,8 @@ def predictor_coverage(model: Any, gpu: GpuSpec) -> tuple[str | None, bool]:
         runtime_rows = int(row.get("runtime", 0) or 0)
         if same_chip and family and runtime_rows > best[0]:
             best = (runtime_rows, family)
-        power |= spec.key == gpu.key and int(row.get("power", 0) or 0) > 0
+        power |= spec.key == gpu.key and family is not None \
+            and int(row.get("power", 0) or 0) > 0
     _COVERAGE[gpu.key] = (best[1], power)
     return _COVERAGE[gpu.key]
 

@@ -163,12 +163,13 @@ class _Planner:
                 continue
             pps = [fixed["pp"]] if fixed.get("pp") else [
                 p for p in range(1, min(a.num_layers, n // tp) + 1) if (n // tp) % p == 0]
-            for rc, zero, mb, ep in itertools.product(rcs, zeros, mbs, eps):
-                for pp in pps:
-                    found = self._fitting(tp, pp, ep, mb, rc, zero, fixed)
-                    if found:
-                        out.extend(found)
-                        break  # smallest pipeline that fits: more stages add bubble
+            # Every pipeline depth that fits: more stages add bubble but also leave fewer
+            # data-parallel replicas (less gradient traffic) and more micro-batches per replica
+            # (a smaller bubble share), so the deepest that fits can be the fastest. Stopping at
+            # the shallowest had taken 1.05-1.43x longer steps than layouts the planner accepted
+            # when given (llama-2-70b on 1,024 H100s: TP8 PP1 4.55 s, TP4 PP8 mb2 3.95 s).
+            for rc, zero, mb, ep, pp in itertools.product(rcs, zeros, mbs, eps, pps):
+                out.extend(self._fitting(tp, pp, ep, mb, rc, zero, fixed))
         return out
 
     def _fitting(self, tp: int, pp: int, ep: int, mb: int, rc: bool, zero: int,
