@@ -66,3 +66,22 @@ def test_use_before_fit_and_unknown_targets_are_gemmperf_errors(fitted, frame):
 def test_hyperparameters_are_checked_before_scikit_learn_sees_them(frame, params):
     with pytest.raises(InvalidConfigError):
         Predictor(**{**SMALL, **params}).fit(frame)
+
+
+def test_own_ensemble_energy_stays_within_power_times_runtime():
+    import numpy as np
+
+    from gemmperf.predict.physical_limits import energy_within_power_bounds
+
+    out = {"runtime_s": np.array([1e-3, 1e-3]), "runtime_s_lo": np.array([8e-4, 8e-4]),
+           "runtime_s_hi": np.array([1.2e-3, 1.2e-3]), "power_w": np.array([200.0, 200.0]),
+           "power_w_lo": np.array([150.0, 150.0]), "power_w_hi": np.array([250.0, 250.0]),
+           "energy_j": np.array([1e-9, 0.21]), "energy_j_lo": np.array([1e-10, 0.15]),
+           "energy_j_hi": np.array([1e-8, 0.26])}
+    energy_within_power_bounds(out)
+    # an energy no power in the interval can give moves to the nearest that can ...
+    assert out["energy_j"][0] == pytest.approx(150.0 * 8e-4)
+    assert out["energy_j_lo"][0] == 1e-10 and out["energy_j_hi"][0] == pytest.approx(0.12)
+    # ... and one that can is left as its own ensemble predicted it, interval and all
+    assert (out["energy_j"][1], out["energy_j_lo"][1], out["energy_j_hi"][1]) == (0.21, 0.15,
+                                                                                0.26)

@@ -1,7 +1,8 @@
 """What no prediction may cross, applied to a predictor's output columns in place: a kernel
 call's fixed cost below runtime, the board's power limit above power (and power x time above
-energy), and energy as power x runtime where the energy ensemble knows nothing of the row's
-kernel family (:meth:`gemmperf.predict.forest.Predictor.predict`).
+energy), energy as power x runtime where the energy ensemble knows nothing of the row's kernel
+family and, where it does, its point within the product of the power and runtime bounds
+(:meth:`gemmperf.predict.forest.Predictor.predict`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ def apply_physical_limits(out: dict[str, np.ndarray], features: FeatureSet,
         cap_at_power_limit(out, features.power_limit_w)
     if {"runtime_s", "power_w"} <= set(out):
         energy_from_power_and_time(out, features, energy_families)
+        if {"power_w_lo", "runtime_s_lo", "energy_j"} <= set(out):
+            energy_within_power_bounds(out)
 
 
 @functools.lru_cache(maxsize=1)
@@ -80,3 +83,19 @@ def energy_from_power_and_time(out: dict[str, np.ndarray], features: FeatureSet,
         energy = out["runtime_s" + suffix] * out["power_w" + suffix]
         out["energy_j" + suffix] = energy if product.all() else np.where(
             product, energy, out["energy_j" + suffix])
+
+
+def energy_within_power_bounds(out: dict[str, np.ndarray]) -> None:
+    """The energy point (from its own ensemble) within the product of the power and runtime
+    bounds, in place: energy is power x time, so it cannot lie outside ``[power_w_lo x
+    runtime_s_lo, power_w_hi x runtime_s_hi]``. The energy interval is widened to hold the
+    point, never narrowed (its calibration is its own). Outside its families the energy
+    ensemble extrapolates its ratio to a base that vanishes with the shape: a GEMM-shaped row
+    of the FMA benchmark's family had come out at 1e-7 of the board power."""
+    point = np.clip(out["energy_j"], out["power_w_lo"] * out["runtime_s_lo"],
+                    out["power_w_hi"] * out["runtime_s_hi"])
+    out["energy_j"] = point
+    if "energy_j_lo" in out:
+        np.minimum(out["energy_j_lo"], point, out=out["energy_j_lo"])
+        np.maximum(out["energy_j_hi"], point, out=out["energy_j_hi"])
+
