@@ -1,6 +1,7 @@
-"""Plots of the recommender: the predicted time-energy Pareto front, and regret against budget.
+"""Plots of the recommender: the predicted time-energy Pareto front, regret against budget,
+and a GEMM's runtime, power and energy against the locked SM clock.
 
-Both draw on an Agg canvas through :func:`gemmperf.report._new_figure` (no display, no pyplot
+All draw on an Agg canvas through :func:`gemmperf.report._new_figure` (no display, no pyplot
 state) and return the path written.
 """
 
@@ -112,4 +113,36 @@ def regret_chart(curves: Mapping[str, Mapping[str, np.ndarray]], path: str | Pat
     axes[-1].legend(fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
+    return save_figure(fig, path)
+
+
+def clock_chart(curve: pd.DataFrame, path: str | Path, *, chosen_mhz: float, boost_mhz: float,
+                objective: str = "energy", title: str | None = None) -> Path:
+    """Predicted runtime, power and energy of one GEMM against the locked SM clock (a
+    :class:`~gemmperf.tune.clocks.ClockAnswer`'s ``curve``), relative to the boost clock, with
+    the chosen clock marked."""
+    path = Path(path)
+    fig = _new_figure(width=6.4, height=4.0)
+    ax = fig.subplots()
+    at_boost = curve.iloc[int(np.argmin(np.abs(curve["clock_mhz"].to_numpy() - boost_mhz)))]
+    for column, label, color in (("runtime_s", "runtime", "tab:blue"),
+                                 ("power_w", "power", "tab:orange"),
+                                 ("energy_j", "energy per call", "tab:green")):
+        ax.plot(curve["clock_mhz"], curve[column] / at_boost[column], label=label, color=color,
+                lw=1.6)
+    ax.axvline(chosen_mhz, color="black", lw=0.9, ls="--",
+               label=f"lowest {objective}: {chosen_mhz:.0f} MHz")
+    ax.axvline(boost_mhz, color="0.5", lw=0.9, ls=":", label=f"boost {boost_mhz:.0f} MHz")
+    from matplotlib.ticker import ScalarFormatter
+
+    ax.axhline(1.0, color="0.8", lw=0.6)
+    ax.set_yscale("log")   # runtime grows ~1/f at low clocks; the energy dip stays visible
+    ax.yaxis.set_major_formatter(ScalarFormatter())
+    ax.yaxis.set_minor_formatter(ScalarFormatter())
+    ax.set_xlabel("locked SM clock (MHz)")
+    ax.set_ylabel("relative to the boost clock (log)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
     return save_figure(fig, path)

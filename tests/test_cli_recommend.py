@@ -210,3 +210,14 @@ def test_hand_written_kernels_are_timed_with_their_compiled_registers(capsys, fa
                          "--k", "4096", "--family", family, "--dtype", "f32", "--json")
     assert code == 0, err
     assert json.loads(out)["config"] == f"best predicted {family} config (rank 1)"
+
+
+def test_clocks_plot_writes_the_curve_and_checks_its_path_first(capsys, tmp_path):
+    argv = ["clocks", "--gpu", "a100-pcie-40gb", "--m", "8192", "--n", "8192", "--k", "8192",
+            "--dtype", "f16", "--json"]
+    code, out, err = run(capsys, *argv, "--plot", str(tmp_path / "clocks.png"))
+    assert code == 0, err
+    assert json.loads(out)["plot"] == str(tmp_path / "clocks.png")
+    assert (tmp_path / "clocks.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    code, _, err = run(capsys, *argv, "--plot", str(tmp_path / "missing" / "c.png"))
+    assert code == 2 and "does not exist" in err

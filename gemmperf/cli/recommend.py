@@ -68,6 +68,8 @@ def register(subparsers: Any) -> None:
     add_model_args(c)
     c.set_defaults(objective="energy")
     c.add_argument("--json", action="store_true", help="print one JSON document")
+    c.add_argument("--plot", metavar="FILE.png", default=None, type=path_arg,
+                   help="save runtime, power and energy against the locked clock")
     c.set_defaults(func=run_clocks)
 
 
@@ -299,6 +301,10 @@ def run_clocks(args: argparse.Namespace) -> int:
     if args.objective == "time":
         raise InvalidProblemError("clocks --objective time: the fastest clock is the highest; "
                                   "clocks answers --objective energy or edp")
+    if args.plot is not None:
+        from gemmperf.report import check_figure_path
+
+        check_figure_path(args.plot)   # before the work, so a typo costs no run
     if args.model and not args.family:
         raise InvalidProblemError("clocks --model needs --family: without one the roofline's "
                                   "default tile is timed and no model is used")
@@ -335,6 +341,13 @@ def run_clocks(args: argparse.Namespace) -> int:
     doc = answer.to_dict()
     doc["config"] = config_note
     doc["calibration"] = "own" if answer.calibrated else "generic (mean of calibrated GPUs)"
+    if args.plot is not None:
+        from gemmperf.report_recommend import clock_chart
+
+        doc["plot"] = str(clock_chart(
+            answer.curve, args.plot, chosen_mhz=answer.clock_mhz,
+            boost_mhz=answer.boost_clock_mhz, objective=objective,
+            title=f"{problem.m}x{problem.n}x{problem.k} {problem.dtype} on {gpu.name}"))
     if args.json:
         print_json(doc)
         return 0
@@ -354,4 +367,6 @@ def run_clocks(args: argparse.Namespace) -> int:
                 [[r.clock_mhz, r.runtime_s * 1e3, r.power_w, r.energy_j * 1e3, r.time_cost,
                   f"{100 * r.energy_saving:.1f}%", marks.get(r.clock_mhz, "")]
                  for r in answer.summary_rows().itertuples()])
+    if "plot" in doc:
+        print(f"wrote {doc['plot']}")
     return 0
