@@ -118,13 +118,13 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
-# Schema columns that hold text; CSV readers must not turn "8.6" or "535" into numbers.
 #: Columns that hold numbers (the Record fields typed int or float).
 NUMERIC_COLUMNS = tuple(f.name for f in fields(Record)
                         if str(f.type).split(" |")[0] in ("int", "float"))
 #: Measured quantities an ``ok`` row must have positive where it has them.
 MEASURED_COLUMNS = ("runtime_s", "power_w", "energy_j")
 
+# Schema columns that hold text; CSV readers must not turn "8.6" or "535" into numbers.
 TEXT_COLUMNS = (
     "source", "status", "reason", "timestamp", "dtype", "acc_dtype", "out_dtype", "layout",
     "family", "kernel_name", "params", "gpu", "device_name", "compute_capability",

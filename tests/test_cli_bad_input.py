@@ -119,7 +119,7 @@ def test_a_records_folder_entry_that_is_a_folder(capsys, tmp_path):
     (["plan", "--arch", "llama-3-8b", "--gpu", "h100", "--num-gpus", "64", "--tokens", "1T",
       "--global-batch-tokens", "1"], "is less than one 8,192-token sequence"),
     (["budget", "--flops", "1e24", "--num-gpus", "64", "--pue", "1.5"],
-     "--num-gpus, --pue would do nothing"),
+     "num_gpus, pue (--num-gpus, --pue) would do nothing"),
     (["budget", "--usd", "1e6", "--price", "2"], "needs a GPU (--gpu)"),
     (["sweep", "--backend", "fake", "--gpu", "h100", "--kernels", "tiled", "--shapes", "256",
       "--out", "never-written", "--dry-run", "--fake-failures", "bogus=0.1"],

@@ -60,7 +60,7 @@ def test_an_architecture_config_with_impossible_values(changes, message):
     ({"usd": 1e6, "gpu": "h100", "price_per_gpu_hour": "2"},
      "price_per_gpu_hour must be a positive number, got '2'"),
     ({"flops": 1e24, "tokens_per_param": "20"}, "tokens_per_param must be a positive number"),
-    ({"flops": 1e24, "num_gpus": 64}, "without a gpu no plan is made, so num_gpus"),
+    ({"flops": 1e24, "num_gpus": 64}, "without a gpu \\(--gpu\\) no plan is made, so num_gpus"),
     ({"flops": 1e24, "pue": 0.5}, "PUE is at least 1.0"),
 ])
 def test_compute_optimal_names_the_option_that_is_wrong(options, message):

@@ -8,6 +8,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from gemmperf.errors import RecordsPathError
+
 DTYPES_HELP = "f64 f32 tf32 f16 bf16 fp8 int8"
 
 
@@ -53,8 +55,6 @@ def add_force_arg(p: argparse.ArgumentParser, what: str) -> None:
 def refuse_overwrite(path: Any, *, force: bool, folder: bool = False) -> None:
     """A one-line error (before any work) where ``path`` already holds data and ``--force`` was
     not given: an existing file, or with ``folder`` a folder that is not empty."""
-    from gemmperf.records import RecordsPathError
-
     target = Path(path)
     if force:
         return

@@ -266,12 +266,6 @@ def _budget(args: argparse.Namespace) -> int:
     from gemmperf.training.budget import compute_optimal
 
     check_numbers(args)
-    if args.gpu is None and args.flops is not None:   # no plan: plan-only options do nothing
-        unused = [f"--{d.replace('_', '-')}" for d in ("num_gpus", "price", "pue")
-                  if getattr(args, d) is not None]
-        if unused:
-            raise PlanError(f"budget without --gpu makes no plan, so {', '.join(unused)} "
-                            "would do nothing: add --gpu or drop them")
     result = compute_optimal(
         gpu=args.gpu, flops=args.flops, gpu_hours=args.gpu_hours, energy_mwh=args.energy_mwh,
         usd=args.usd, price_per_gpu_hour=args.price, law=args.law, num_gpus=args.num_gpus,

@@ -98,4 +98,3 @@ def energy_within_power_bounds(out: dict[str, np.ndarray]) -> None:
     if "energy_j_lo" in out:
         np.minimum(out["energy_j_lo"], point, out=out["energy_j_lo"])
         np.maximum(out["energy_j_hi"], point, out=out["energy_j_hi"])
-

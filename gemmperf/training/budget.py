@@ -15,7 +15,6 @@ C = (GPU-seconds) x (tokens/s per GPU of the plan) x (FLOPs per token in the law
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -35,6 +34,7 @@ from gemmperf.training.scaling import (
     get_law,
     optimum,
 )
+from gemmperf.training.values import as_int, is_real
 
 TARGET_DAYS = 30.0      # default wall-clock when the cluster size is not given
 MAX_ITERATIONS = 8
@@ -178,17 +178,16 @@ def compute_optimal(*, gpu: str | GpuSpec | None = None, flops: float | None = N
     if len(given) != 1:
         raise PlanError("give exactly one budget: flops, gpu_hours, energy_mwh or usd (+ price)")
     (kind, value), = given.items()
-    if not _real(value, low=0.0):
+    if not is_real(value, low=0.0):
         raise PlanError(f"the {kind} budget must be a positive number, got {value!r}")
-    if price_per_gpu_hour is not None and not _real(price_per_gpu_hour, low=0.0):
+    if price_per_gpu_hour is not None and not is_real(price_per_gpu_hour, low=0.0):
         raise PlanError(f"price_per_gpu_hour must be a positive number, got "
                         f"{price_per_gpu_hour!r}")
     if kind == "usd" and price_per_gpu_hour is None:
         raise PlanError("a dollar budget needs a positive price per GPU-hour (--price)")
-    if pue is not None and not (_real(pue, low=1.0, inclusive=True)):
+    if pue is not None and not (is_real(pue, low=1.0, inclusive=True)):
         raise PlanError(f"PUE is at least 1.0, got {pue!r}")
-    num_gpus, seq_len = (int(v) if isinstance(v, numbers.Integral) and not isinstance(v, bool)
-                         else v for v in (num_gpus, seq_len))
+    num_gpus, seq_len = as_int(num_gpus), as_int(seq_len)
     _check_budget_options(num_gpus=num_gpus, tokens_per_param=tokens_per_param,
                           inference_tokens=inference_tokens, seq_len=seq_len)
     if kind != "flops" and gpu is None:
@@ -197,11 +196,15 @@ def compute_optimal(*, gpu: str | GpuSpec | None = None, flops: float | None = N
     if canonical_dtype(dtype) not in ("bf16", "f16", "fp8"):
         raise PlanError(f"training dtype must be bf16, fp16 or fp8, got {dtype}")
     if gpu is None:   # no plan is made: these would do nothing
-        unused = [name for name, v in (("num_gpus", num_gpus), ("price_per_gpu_hour",
-                                       price_per_gpu_hour), ("pue", pue)) if v is not None]
+        unused = [(name, flag) for name, flag, v in (
+            ("num_gpus", "--num-gpus", num_gpus), ("price_per_gpu_hour", "--price",
+                                                   price_per_gpu_hour),
+            ("pue", "--pue", pue)) if v is not None]
         if unused:
-            raise PlanError(f"without a gpu no plan is made, so {', '.join(unused)} would do "
-                            "nothing: give gpu or drop them")
+            raise PlanError(f"without a gpu (--gpu) no plan is made, so "
+                            f"{', '.join(n for n, _ in unused)} "
+                            f"({', '.join(f for _, f in unused)}) would do nothing: give a "
+                            "gpu or drop them")
     law_obj = get_law(law)
     spec: GpuSpec | None = gpu if isinstance(gpu, GpuSpec) or gpu is None else get_gpu(gpu)
     notes: list[str] = []
@@ -267,14 +270,6 @@ def compute_optimal(*, gpu: str | GpuSpec | None = None, flops: float | None = N
         achieved_law_flops_per_gpu_s=achieved, notes=tuple(notes))
 
 
-def _real(value: Any, *, low: float, inclusive: bool = False) -> bool:
-    """Is ``value`` a finite real number above ``low`` (or at it, with ``inclusive``)? Not a
-    bool, not text."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        return False
-    return value >= low if inclusive else value > low
-
-
 def _check_budget_options(*, num_gpus: int | None, tokens_per_param: float | None,
                           inference_tokens: float | None, seq_len: int) -> None:
     """Reject nonsense settings before the solver runs (it would take or round them silently)."""
@@ -283,9 +278,9 @@ def _check_budget_options(*, num_gpus: int | None, tokens_per_param: float | Non
         raise PlanError(f"num_gpus must be a positive integer, got {num_gpus!r}")
     if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1:
         raise PlanError(f"seq_len must be a positive integer, got {seq_len!r}")
-    if tokens_per_param is not None and not _real(tokens_per_param, low=0.0):
+    if tokens_per_param is not None and not is_real(tokens_per_param, low=0.0):
         raise PlanError(f"tokens_per_param must be a positive number, got {tokens_per_param!r}")
-    if inference_tokens is not None and not _real(inference_tokens, low=0.0, inclusive=True):
+    if inference_tokens is not None and not is_real(inference_tokens, low=0.0, inclusive=True):
         raise PlanError(f"inference_tokens must be a non-negative number, got "
                         f"{inference_tokens!r}")
 

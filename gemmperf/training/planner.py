@@ -27,8 +27,6 @@ wall-clock GPU-hours include them, so a plan predicts fewer GPU-hours than a run
 from __future__ import annotations
 
 import itertools
-import math
-import numbers
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -53,6 +51,7 @@ from gemmperf.training.memory import MemoryEstimate, estimate_memory
 from gemmperf.training.plan import GIB, TrainingPlan
 from gemmperf.training.scaling import get_law
 from gemmperf.training.step import MicrobatchCost, StepCost, microbatch_cost, step_cost
+from gemmperf.training.values import as_int, is_real
 
 TP_CHOICES = (1, 2, 4, 8, 16)
 # ZeRO stages tried when not fixed, in order: the distributed optimizer, then FSDP full sharding
@@ -199,19 +198,6 @@ def _resolve_gpu(gpu: str | GpuSpec) -> GpuSpec:
     return gpu if isinstance(gpu, GpuSpec) else get_gpu(gpu)
 
 
-def _positive_number(value: Any) -> bool:
-    return (isinstance(value, numbers.Real) and not isinstance(value, bool)
-            and math.isfinite(value) and value > 0)
-
-
-def _integer(value: Any) -> Any:
-    """A numpy or other integral value as a Python int (bools and the rest unchanged, for the
-    checks to refuse)."""
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-        return int(value)
-    return value
-
-
 def _check_flags(**values: Any) -> None:
     """Each value is a bool (or None where the planner may choose): ``recompute="no"`` would
     otherwise read as True."""
@@ -259,7 +245,7 @@ def plan_training(arch: str | Path | TransformerArch | dict[str, Any], *, gpu: s
     framework saves memory the estimate does not see) and says so in the plan's notes.
     """
     num_gpus, tp, pp, ep, micro_batch, virtual_stages, seq_len, global_batch_tokens, \
-        zero_stage = map(_integer, (num_gpus, tp, pp, ep, micro_batch, virtual_stages, seq_len,
+        zero_stage = map(as_int, (num_gpus, tp, pp, ep, micro_batch, virtual_stages, seq_len,
                                     global_batch_tokens, zero_stage))
     _check_flags(recompute=recompute, flash_attention=flash_attention, dropout=dropout,
                  use_predictor=use_predictor, overlap_grad_reduce=overlap_grad_reduce,
@@ -271,13 +257,12 @@ def plan_training(arch: str | Path | TransformerArch | dict[str, Any], *, gpu: s
         raise PlanError(f"training dtype must be bf16, fp16 or fp8, got {dtype}")
     if not isinstance(num_gpus, int) or isinstance(num_gpus, bool) or num_gpus < 1:
         raise PlanError(f"num_gpus must be a positive integer, got {num_gpus!r}")
-    if isinstance(tokens, bool) or not (isinstance(tokens, numbers.Real)
-                                        and math.isfinite(tokens) and tokens > 0):
+    if not is_real(tokens, low=0.0):
         raise PlanError(f"tokens must be a positive number, got {tokens!r}")
     _check_optional_count(tp=tp, pp=pp, ep=ep, micro_batch=micro_batch,
                           virtual_stages=virtual_stages, seq_len=seq_len,
                           global_batch_tokens=global_batch_tokens)
-    if price_per_gpu_hour is not None and not _positive_number(price_per_gpu_hour):
+    if price_per_gpu_hour is not None and not is_real(price_per_gpu_hour, low=0.0):
         raise PlanError(f"price_per_gpu_hour must be a positive number, got "
                         f"{price_per_gpu_hour!r}")
     try:
@@ -286,8 +271,7 @@ def plan_training(arch: str | Path | TransformerArch | dict[str, Any], *, gpu: s
         raise PlanError(f"{spec.name} has no {dtype} tensor-core path") from None
     system = system or SystemSpec.for_gpu(spec)
     if pue is not None:
-        if isinstance(pue, bool) or not (isinstance(pue, numbers.Real) and math.isfinite(pue)
-                                         and pue >= 1.0):
+        if not is_real(pue, low=1.0, inclusive=True):
             raise PlanError(f"PUE is at least 1.0, got {pue}")
         system = SystemSpec(**{**asdict(system), "pue": float(pue)})
     notes: list[str] = []
